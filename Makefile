@@ -46,7 +46,7 @@ clean:
 # ---- dependencies -------------------------------------------------------
 
 DEB_PACKAGES := build-essential pkg-config python3 curl lua5.4 liblua5.4-dev \
-  lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev \
+  lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket luarocks \
   clang libclang-rt-14-dev valgrind
 
@@ -82,4 +82,4 @@ test-lua54:
 test-luajit:
 	busted --lua=luajit $(call BUSTED_PATHS,luajit) -o utfTerminal $(SPECS)
 
--include fuzz/fuzz.mk
+-include fuzz/fuzz.mk $(wildcard mk/*.mk)
