@@ -18,7 +18,7 @@ OPT ?= -O2 -g
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -fPIC \
-        $(WARN) -I$(LUA_INCDIR) $(CFLAGS) $(SAN)
+        $(WARN) -I$(LUA_INCDIR) $(EXTRA_CFLAGS) $(CFLAGS) $(SAN)
 LIBFLAG ?= -shared
 LIBS := -lcurl -lcrypto -lpthread -lm
 
@@ -35,7 +35,7 @@ $(BUILD)/%.o: src/%.c $(HDR) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/qwenvl.so: $(OBJ)
-	$(CC) $(LIBFLAG) $(SAN) -o $@ $(OBJ) $(LIBS) $(LDFLAGS)
+	$(CC) $(LIBFLAG) $(SAN) -o $@ $(OBJ) $(LIBS) $(EXTRA_LIBS) $(LDFLAGS)
 
 $(BUILD):
 	mkdir -p $@
@@ -66,8 +66,8 @@ deps:
 
 # ---- tests --------------------------------------------------------------
 
-BUSTED_PATHS = -m './lua/?.lua;./lua/?/init.lua;./?.lua' --cpath='./build/$(1)/?.so'
-SPECS ?= spec
+# .busted holds the paths: task "default" is Lua 5.4, task "luajit" LuaJIT.
+SPECS ?=
 
 test: deps
 	$(MAKE) --no-print-directory LUA=lua5.4 all
@@ -76,10 +76,10 @@ test: deps
 	$(MAKE) --no-print-directory test-lua54
 	$(MAKE) --no-print-directory test-luajit
 
-test-lua54: 
-	busted --lua=lua5.4 $(call BUSTED_PATHS,lua5.4) -o utfTerminal $(SPECS)
+test-lua54:
+	busted -o utfTerminal $(SPECS)
 
 test-luajit:
-	busted --lua=luajit $(call BUSTED_PATHS,luajit) -o utfTerminal $(SPECS)
+	busted --run=luajit -o utfTerminal $(SPECS)
 
 -include fuzz/fuzz.mk $(wildcard mk/*.mk)

@@ -1,0 +1,94 @@
+-- Test images and small shell helpers for specs (Lua 5.1/LuaJIT and 5.4).
+--   local fx = require("spec.support.fixtures")
+--   local dir = fx.tmpdir()
+--   fx.png(dir .. "/a.png", 64, 48)   fx.jpeg(dir .. "/a.jpg", 80, 60)
+--   fx.sha256(path), fx.size(path), fx.read(path), fx.write(path, bytes)
+local M = {}
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.quote = q
+
+function M.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then code = ok; ok = code == 0 end  -- Lua 5.1
+  return out, ok == true or ok == 0, code
+end
+
+function M.tmpdir()
+  local out = M.sh("mktemp -d /tmp/qwenvl-spec.XXXXXX")
+  return (out:gsub("%s+$", ""))
+end
+
+function M.rm(path) M.sh("rm -rf " .. q(path)) end
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M.write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+  return path
+end
+
+function M.sha256(path)
+  return (M.sh("sha256sum " .. q(path)):match("^(%x+)"))
+end
+
+function M.size(path) return #M.read(path) end
+
+-- A real PNG (RGB, gradient), made with Python's zlib.
+function M.png(path, w, h, alpha)
+  local py = [[
+import sys, zlib, struct
+p, w, h, a = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+px = 4 if a else 3
+rows = b"".join(b"\x00" + b"".join(bytes([x * 7 % 256, y * 5 % 256, 90] + ([200] if a else [])) for x in range(w)) for y in range(h))
+ihdr = struct.pack(">IIBBBBB", w, h, 8, 6 if a else 2, 0, 0, 0)
+open(p, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+]]
+  local _, ok = M.sh("python3 -c " .. q(py) .. " " .. q(path) .. " " .. w .. " " .. h .. " " .. (alpha and 1 or 0))
+  assert(ok, "could not make " .. path)
+  return path
+end
+
+-- A real baseline JPEG, made with libvips' CLI.
+function M.jpeg(path, w, h)
+  local out, ok = M.sh(("vips gaussnoise %s %d %d && vips copy %s %s"):format(
+    q(path .. ".v"), w, h, q(path .. ".v"), q(path .. "[Q=85]")))
+  M.sh("rm -f " .. q(path .. ".v"))
+  assert(ok, "could not make " .. path .. ": " .. out)
+  return path
+end
+
+-- Base64 through coreutils (tests only).
+function M.base64(path)
+  return (M.sh("base64 -w0 " .. q(path)))
+end
+
+-- Run a Lua snippet in a fresh interpreter with env vars; returns output.
+function M.lua(interp, env, code, cpath)
+  local parts = { "env" }
+  for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
+  parts[#parts + 1] = interp
+  parts[#parts + 1] = "-e " .. q("package.cpath=" .. ("%q"):format(cpath) ..
+    "..';'..package.cpath; package.path='./lua/?.lua;./?.lua;'..package.path")
+  parts[#parts + 1] = "-e " .. q(code)
+  return M.sh(table.concat(parts, " "))
+end
+
+-- The interpreter and module folder of the running suite.
+function M.interp()
+  if type(jit) == "table" then return "luajit", "./build/luajit/?.so" end
+  local v = _VERSION:match("%d+%.%d+")
+  return "lua" .. v, "./build/lua" .. v .. "/?.so"
+end
+
+return M
