@@ -26,8 +26,8 @@ SRC := $(wildcard src/*.c)
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 HDR := $(wildcard src/*.h)
 
-.PHONY: all clean test deps test-lua54 test-luajit smoke bench check-asan \
-        check-valgrind lint
+.PHONY: all clean test deps test-lua54 test-luajit demo \
+        lint
 
 all: $(BUILD)/qwenvl.so
 
@@ -83,3 +83,8 @@ test-luajit:
 	busted --run=luajit -o utfTerminal $(SPECS)
 
 -include fuzz/fuzz.mk $(wildcard mk/*.mk)
+
+# A real example: DashScope when DASHSCOPE_API_KEY is set, else the stand-in.
+demo: deps
+	$(MAKE) --no-print-directory LUA=lua5.4 all
+	lua5.4 examples/describe.lua

@@ -138,6 +138,31 @@ static int index_table(lua_State *L, int t, int i) {
   return 0;
 }
 
+/* cjson decodes every number as a float; token counts read better as
+** integers (90, not 90.0 on Lua 5.3+). Nested tables: one level deep. */
+static void integerize(lua_State *L, int t, int depth) {
+#if LUA_VERSION_NUM >= 503
+  t = qv_absindex(L, t);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number v = lua_tonumber(L, -1);
+      if (v >= -9007199254740992.0 && v <= 9007199254740992.0 &&
+          v == (lua_Number)(lua_Integer)v) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)v);
+        lua_rawset(L, t);
+      }
+    } else if (depth > 0 && lua_istable(L, -1)) {
+      integerize(L, -1, depth - 1);
+    }
+    lua_pop(L, 1);
+  }
+#else
+  (void)L; (void)t; (void)depth;
+#endif
+}
+
 /* ---- secrets ---------------------------------------------------------- */
 
 /* The key as sent, read back from our own Authorization header. */
@@ -606,6 +631,7 @@ static int finish_chat(lua_State *L, qv_call *c, int st, qv_stream *s) {
   lua_pop(L, 1);
   lua_getfield(L, res, "usage");
   if (lua_isnil(L, -1)) { lua_newtable(L); lua_setfield(L, res, "usage"); }
+  else if (lua_istable(L, -1)) integerize(L, -1, 1);
   lua_pop(L, 1);
   if (plan_flag(L, st, "json")) {
     size_t n;
