@@ -147,7 +147,10 @@ static void set_options(qv_call *c) {
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  /* Wait for an HTTP/2 connection to multiplex on: only over TLS, where
+  ** ALPN settles the protocol early; over plain HTTP it would serialize. */
+  if (strncmp(c->url, "https://", 8) == 0)
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(c->o.connect_timeout_s * 1000.0));
   if (c->o.user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, c->o.user_agent);

@@ -456,6 +456,7 @@ int qv_handle_chat_many(lua_State *L) {
       finished++;
     }
     if (finished >= n) break;
+    if (active < conc && next <= n && wait_s < 0) continue;  /* refill now */
     ms = wait_s >= 0 ? (long)ceil(wait_s * 1000) : -1;
     if (active > 0 || ms >= 0) qv_engine_wait(e, ms);
   }

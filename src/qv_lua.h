@@ -31,6 +31,8 @@ qv_engine *qv_lua_engine(lua_State *L);       /* from the upvalue */
 ** module upvalues. `kind` is "chat" or "models". */
 int qv_request_plan(lua_State *L, int idx, const char *kind,
                     qv_call_opts *o, char **body, size_t *len);
+/* Push {region = base URL} for the known regions. */
+void qv_request_regions(lua_State *L);
 /* Push {base_url, region, has_key, key_source} for an options table. */
 void qv_request_config(lua_State *L, int idx);
 

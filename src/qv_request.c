@@ -15,6 +15,7 @@
 #include "qv_lua.h"
 #include "qv_image.h"
 #include "qv_ini.h"
+#include "qv_resize.h"
 
 #define QV_FILE_MAX (64u << 20)     /* read limit for local images */
 #define QV_PROMPT_MAX (1u << 20)
@@ -35,7 +36,8 @@ static const char *const chat_fields[] = {
   "max_retry_after_s", "max_response_bytes", "api_key", "base_url",
   "region", "extra", "stream", "on_delta", "coalesce_ms", "coalesce_bytes",
   "enable_thinking", "thinking_budget", "cainfo", "capath", "proxy",
-  "noproxy", NULL
+  "noproxy", "resize", "max_pixels", "max_side", "image_format", "quality",
+  "min_pixels", NULL
 };
 
 static const char *const models_fields[] = {
@@ -58,6 +60,9 @@ typedef struct plan_ctx {
   image_in *img;
   int nimg;
   char nonce[24];
+  qv_resize_opts ropts;       /* client-side resize (qv_resize) */
+  double min_pixels, max_pixels;  /* per-image fields for DashScope; 0: none */
+  int high;                   /* detail == "high" */
 } plan_ctx;
 
 /* ---- field readers: 1 ok, 0 absent, -1 error pushed ------------------- */
@@ -228,6 +233,15 @@ static int resolve_target(lua_State *L, int req, int plan, qv_buf *key,
   return 1;
 }
 
+void qv_request_regions(lua_State *L) {
+  int i;
+  lua_newtable(L);
+  for (i = 0; regions[i][0]; i++) {
+    lua_pushstring(L, regions[i][1]);
+    lua_setfield(L, -2, regions[i][0]);
+  }
+}
+
 void qv_request_config(lua_State *L, int idx) {
   qv_buf key;
   const char *source = NULL;
@@ -264,6 +278,61 @@ static size_t data_url_len(const image_in *im) {
   return strlen("data:;base64,") + strlen(qv_image_mime(im->format)) + b64;
 }
 
+/* Estimated image tokens of w x h as Qwen3-VL counts them: one per 32x32
+** pixels, plus 2; the server scales down to max_pixels (the request's, else
+** the model default of 2,560 tokens; 16,384 with detail="high") and up to
+** min_pixels. */
+static lua_Integer image_tokens(const plan_ctx *x, unsigned w, unsigned h) {
+  double t = (double)((h + 31) / 32) * (double)((w + 31) / 32), cap, floor_t;
+  cap = x->high ? 16384 : x->max_pixels > 0 ? (double)(lua_Integer)(x->max_pixels / 1024) : 2560;
+  if (cap < 1) cap = 1;
+  floor_t = x->min_pixels > 0 && !x->high ? (double)(lua_Integer)((x->min_pixels + 1023) / 1024) : 0;
+  if (t > cap) t = cap;
+  if (t < floor_t) t = floor_t;
+  return (lua_Integer)t + 2;
+}
+
+/* Downscale/re-encode im as the request asks (qv_resize) and record the
+** original in the info table on top; *info becomes what is sent.
+** Returns 1 (kept), 2 (replaced), or -1 with an error pushed. */
+static int shrink_image(plan_ctx *x, const char *f, image_in *im,
+                        qv_image_info *info) {
+  lua_State *L = x->L;
+  qv_resize_info ri;
+  qv_buf out;
+  const char *why = NULL;
+  char sha[65], msg[600];
+  qv_buf_init(&out);
+  if (qv_resize((const unsigned char *)im->bytes.data, im->bytes.len, info,
+                &x->ropts, &out, &ri, &why) != 0) {
+    qv_buf_free(&out);
+    snprintf(msg, sizeof msg, "%s: cannot resize the image: %s", f, why);
+    return bad(L, f, "%s", msg);
+  }
+  if (ri.in_w) {
+    lua_pushinteger(L, ri.in_w); lua_setfield(L, -2, "original_width");
+    lua_pushinteger(L, ri.in_h); lua_setfield(L, -2, "original_height");
+    if (!info->width) { info->width = ri.in_w; info->height = ri.in_h; }
+  }
+  if (ri.orientation > 1) {
+    lua_pushinteger(L, ri.orientation); lua_setfield(L, -2, "original_orientation");
+  }
+  lua_pushinteger(L, (lua_Integer)im->bytes.len); lua_setfield(L, -2, "original_bytes");
+  lua_pushstring(L, qv_image_name(info->format)); lua_setfield(L, -2, "original_format");
+  lua_pushboolean(L, ri.resized); lua_setfield(L, -2, "resized");
+  if (!ri.resized) { qv_buf_free(&out); return 1; }
+  sha256_hex((const unsigned char *)im->bytes.data, im->bytes.len, sha);
+  lua_pushstring(L, sha); lua_setfield(L, -2, "original_sha256");
+  qv_buf_free(&im->bytes);
+  im->bytes = out;
+  im->b64 = NULL;
+  im->b64_len = 0;
+  im->format = info->format = ri.out_format;
+  info->width = ri.out_w;
+  info->height = ri.out_h;
+  return 2;
+}
+
 /* Resolve image source s (field name f) into im and an info table (top). */
 static int image_source(plan_ctx *x, const char *f, const char *s, size_t n,
                         image_in *im) {
@@ -271,6 +340,7 @@ static int image_source(plan_ctx *x, const char *f, const char *s, size_t n,
   const char *why = NULL;
   qv_image_info info;
   char sha[65], msg[600];
+  int shrunk;
   lua_newtable(L);
   if (n >= 8 && (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0)) {
     if (has_ctl(s, n, 0)) return bad(L, f, "%s: URL contains spaces or control characters", f);
@@ -313,6 +383,7 @@ static int image_source(plan_ctx *x, const char *f, const char *s, size_t n,
     lua_pushliteral(L, "file"); lua_setfield(L, -2, "source");
     lua_pushlstring(L, s, n); lua_setfield(L, -2, "path");
   }
+  if ((shrunk = shrink_image(x, f, im, &info)) < 0) return -1;
   if (data_url_len(im) > QV_DATA_URL_LIMIT) {
     snprintf(msg, sizeof msg, "%s: image is %lu bytes; as a base64 data URL it "
              "would be %lu bytes, over DashScope's 10 MiB limit (pass a URL or "
@@ -324,9 +395,12 @@ static int image_source(plan_ctx *x, const char *f, const char *s, size_t n,
   lua_pushstring(L, qv_image_name(info.format)); lua_setfield(L, -2, "format");
   lua_pushinteger(L, (lua_Integer)im->bytes.len); lua_setfield(L, -2, "bytes");
   lua_pushstring(L, sha); lua_setfield(L, -2, "sha256");
+  if (shrunk == 1) { lua_pushstring(L, sha); lua_setfield(L, -2, "original_sha256"); }
   if (info.width) {
     lua_pushinteger(L, info.width); lua_setfield(L, -2, "width");
     lua_pushinteger(L, info.height); lua_setfield(L, -2, "height");
+    lua_pushinteger(L, image_tokens(x, info.width, info.height));
+    lua_setfield(L, -2, "image_tokens");
   }
   return 1;
 }
@@ -410,6 +484,15 @@ static int build_content(plan_ctx *x, const char *prompt, size_t plen,
     }
     set_str(L, "detail", detail);
     lua_setfield(L, -2, "image_url");
+    /* DashScope's per-image limits sit beside image_url */
+    if (x->min_pixels > 0) {
+      lua_pushinteger(L, (lua_Integer)x->min_pixels);
+      lua_setfield(L, -2, "min_pixels");
+    }
+    if (x->max_pixels > 0) {
+      lua_pushinteger(L, (lua_Integer)x->max_pixels);
+      lua_setfield(L, -2, "max_pixels");
+    }
     lua_rawseti(L, content, i + 1);
   }
   lua_setfield(L, x->plan, "images");
@@ -486,6 +569,48 @@ static void free_images(plan_ctx *x) {
   x->nimg = 0;
 }
 
+/* The resize fields: resize, max_pixels, max_side, image_format, quality,
+** min_pixels. max_pixels is both the client's resize target and sent. */
+static int read_resize(plan_ctx *x, const char *detail) {
+  lua_State *L = x->L;
+  qv_resize_opts *o = &x->ropts;
+  const char *s;
+  size_t n;
+  double v;
+  int r;
+  memset(o, 0, sizeof *o);
+  o->mode = QV_RESIZE_AUTO;
+  x->high = strcmp(detail, "high") == 0;
+  if ((r = get_str(L, x->req, "resize", &s, &n, 16)) < 0) return -1;
+  if (r == 1) {
+    if (strcmp(s, "auto") == 0) o->mode = QV_RESIZE_AUTO;
+    else if (strcmp(s, "off") == 0) o->mode = QV_RESIZE_OFF;
+    else if (strcmp(s, "always") == 0) o->mode = QV_RESIZE_ALWAYS;
+    else return bad(L, "resize", "resize must be auto, off or always (got '%s')", s);
+  }
+  if ((r = get_str(L, x->req, "image_format", &s, &n, 16)) < 0) return -1;
+  if (r == 1) {
+    if (strcmp(s, "jpeg") == 0 || strcmp(s, "jpg") == 0) o->format = QV_FMT_JPEG;
+    else if (strcmp(s, "png") == 0) o->format = QV_FMT_PNG;
+    else if (strcmp(s, "webp") == 0) o->format = QV_FMT_WEBP;
+    else return bad(L, "image_format", "image_format must be jpeg, png or webp "
+                    "(got '%s')", s);
+  }
+  if ((r = get_num(L, x->req, "quality", &v, 1, 100, 1)) < 0) return -1;
+  if (r == 1) o->quality = (int)v;
+  if ((r = get_num(L, x->req, "max_side", &v, 1, 1e6, 1)) < 0) return -1;
+  if (r == 1) o->max_side = (unsigned)v;
+  if ((r = get_num(L, x->req, "max_pixels", &v, 1, 1e10, 1)) < 0) return -1;
+  if (r == 1) o->max_pixels = (unsigned long)(x->max_pixels = v);
+  if ((r = get_num(L, x->req, "min_pixels", &v, 1, 1e10, 1)) < 0) return -1;
+  if (r == 1) x->min_pixels = v;
+  /* detail="high" raises the server's budget to 16,384 tokens */
+  if (x->high && o->max_pixels == 0) o->max_pixels = 16384ul * 1024;
+  if (x->min_pixels > 0 && x->max_pixels > 0 && x->min_pixels > x->max_pixels)
+    return bad(L, "min_pixels", "%s", "min_pixels must not exceed max_pixels");
+  return 1;
+}
+
 /* Read the chat fields and build body + plan. */
 static int plan_chat(plan_ctx *x, qv_call_opts *o, char **out, size_t *out_len) {
   lua_State *L = x->L;
@@ -507,6 +632,7 @@ static int plan_chat(plan_ctx *x, qv_call_opts *o, char **out, size_t *out_len) 
   if (get_str(L, req, "detail", &detail, &n, 8) < 0) return -1;
   if (strcmp(detail, "auto") && strcmp(detail, "low") && strcmp(detail, "high"))
     return bad(L, "detail", "detail must be auto, low or high (got '%s')", detail);
+  if (read_resize(x, detail) < 0) return -1;
   if (get_num(L, req, "max_tokens", &max_tokens, 1, 131072, 1) < 0) return -1;
   if (get_num(L, req, "temperature", &temperature, 0, 1.999999, 0) < 0) return -1;
   if (get_bool(L, req, "json_mode", &json_mode) < 0) return -1;
@@ -712,7 +838,7 @@ int qv_request_plan(lua_State *L, int idx, const char *kind,
   lua_setfield(L, x.plan, "kind");
   snprintf(x.nonce, sizeof x.nonce, "%08lx%08lx",
            (unsigned long)((size_t)lua_topointer(L, x.plan) & 0xffffffffu),
-           (unsigned long)((unsigned long)clock() ^ (unsigned long)time(NULL)));
+           (unsigned long)((unsigned long)(qv_now() * 1e9) & 0xffffffffu));
   qv_buf_init(&key);
   qv_buf_init(&line);
   if (check_known(L, idx, chat ? chat_fields : models_fields) < 0 ||

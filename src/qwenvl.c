@@ -79,15 +79,8 @@ int luaopen_qwenvl(lua_State *L) {
     { "config", m_config }, { "prepare", m_prepare }, { "fd", m_fd },
     { "timeout_ms", m_timeout_ms }, { "step", m_step }, { NULL, NULL }
   };
-  static const char *const regions[][2] = {
-    { "cn", "https://dashscope.aliyuncs.com/compatible-mode/v1" },
-    { "intl", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" },
-    { "us", "https://dashscope-us.aliyuncs.com/compatible-mode/v1" },
-    { "hk", "https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1" },
-  };
   qv_engine_ud *u;
   const char *why = "unknown";
-  int i;
   pthread_once(&curl_once, init_curl);
   if (curl_init_code != CURLE_OK)
     return luaL_error(L, "qwenvl: curl_global_init failed: %s",
@@ -113,11 +106,7 @@ int luaopen_qwenvl(lua_State *L) {
   luaL_setfuncs(L, funcs, 2);
   lua_pushliteral(L, QV_VERSION);
   lua_setfield(L, -2, "version");
-  lua_newtable(L);
-  for (i = 0; i < 4; i++) {
-    lua_pushstring(L, regions[i][1]);
-    lua_setfield(L, -2, regions[i][0]);
-  }
+  qv_request_regions(L);
   lua_setfield(L, -2, "regions");
   return 1;
 }

@@ -1,0 +1,261 @@
+/*
+** qv_resize: downscale and re-encode images with libvips (see qv_resize.h).
+*/
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qv_resize.h"
+
+size_t qv_resize_data_url_len(qv_format f, size_t n) {
+  const char *mime = qv_image_mime(f);
+  return strlen("data:;base64,") + (mime ? strlen(mime) : 10) + qv_base64_len(n);
+}
+
+static void fill_defaults(const qv_image_info *info, size_t n,
+                          qv_resize_info *ri) {
+  memset(ri, 0, sizeof *ri);
+  ri->in_w = ri->out_w = info->width;
+  ri->in_h = ri->out_h = info->height;
+  ri->in_bytes = ri->out_bytes = n;
+  ri->out_format = info->format;
+}
+
+/* Does an image of w x h (either orientation), n bytes, need work? */
+static int too_big(unsigned w, unsigned h, qv_format f, size_t n,
+                   unsigned long max_pixels, unsigned max_side) {
+  if (qv_resize_data_url_len(f, n) > QV_DATA_URL_LIMIT) return 1;
+  if (w == 0 || h == 0) return 0;
+  if ((double)w * (double)h > (double)max_pixels) return 1;
+  if (max_side && (w > max_side || h > max_side)) return 1;
+  return 0;
+}
+
+#ifndef QV_HAVE_VIPS
+
+int qv_resize_available(void) { return 0; }
+
+int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
+              const qv_resize_opts *o, qv_buf *out, qv_resize_info *ri,
+              const char **why) {
+  unsigned long max_pixels = o->max_pixels ? o->max_pixels : QV_RESIZE_MAX_PIXELS;
+  (void)in; (void)out;
+  fill_defaults(info, n, ri);
+  if (o->mode == QV_RESIZE_OFF) return 0;
+  if (o->mode == QV_RESIZE_ALWAYS ||
+      too_big(info->width, info->height, info->format, n, max_pixels, o->max_side)) {
+    *why = "qwenvl was built without libvips; cannot resize (set resize=\"off\" "
+           "or install libvips-dev and rebuild)";
+    return -1;
+  }
+  return 0;
+}
+
+#else
+
+#include <pthread.h>
+#include <vips/vips.h>
+
+static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
+static int vips_ok;              /* written once, under vips_once */
+
+static void init_vips(void) {
+  vips_ok = vips_init("qwenvl") == 0;
+  /* Every call here is new bytes: the operation cache could never hit,
+  ** and would keep up to 100 operations alive, holding decoded pixels and
+  ** blobs that point into input buffers we have already freed. */
+  if (vips_ok) vips_cache_set_max(0);
+}
+
+int qv_resize_available(void) {
+  pthread_once(&vips_once, init_vips);
+  return vips_ok;
+}
+
+/* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
+static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
+  char *e = vips_error_buffer_copy();
+  size_t k;
+  const char *m = e ? e : "";
+  while (*m == ' ' || *m == '\n') m++;
+  snprintf(ri->msg, sizeof ri->msg, "%s%s%s", what, *m ? ": " : "", m);
+  for (k = strlen(ri->msg); k > 0 && (ri->msg[k - 1] == '\n' || ri->msg[k - 1] == ' '); k--)
+    ri->msg[k - 1] = '\0';
+  for (k = 0; ri->msg[k]; k++) if (ri->msg[k] == '\n') ri->msg[k] = ';';
+  g_free(e);
+  *why = ri->msg;
+  return -1;
+}
+
+/* Only the loaders for formats qv_image accepts (and not, say, the
+** ImageMagick or SVG loaders for bytes that merely look like them). */
+static int loader_ok(const char *nick, qv_format f) {  /* class name */
+  static const char *const ok[] = { "Jpeg", "Png", "Webp", "Tiff", "Nsgif",
+    "Heif", NULL };
+  char name[64];
+  int i;
+  if (nick == NULL) return 0;
+  for (i = 0; ok[i]; i++) {
+    snprintf(name, sizeof name, "VipsForeignLoad%sBuffer", ok[i]);
+    if (strcmp(nick, name) == 0) return 1;
+  }
+  /* BMP: only ImageMagick reads it in libvips 8.14 */
+  return f == QV_FMT_BMP && strncmp(nick, "VipsForeignLoadMagick", 21) == 0;
+}
+
+/* Decode at (about) tw x th, autorotated and in sRGB, and encode as fmt. */
+static int encode(const unsigned char *in, size_t n, int tw, int th,
+                  qv_format fmt, int q, void **buf, size_t *len,
+                  int *ow, int *oh) {
+  VipsImage *t = NULL, *flat = NULL;
+  int r;
+  /* the input stays ours: the blob neither copies nor frees it */
+  if (vips_thumbnail_buffer((void *)(size_t)in, n, &t, tw, "height", th,
+                            "size", VIPS_SIZE_DOWN,
+                            "option_string", "fail_on=truncated", NULL) != 0)
+    return -1;
+  *ow = vips_image_get_width(t);
+  *oh = vips_image_get_height(t);
+  if (fmt == QV_FMT_JPEG && vips_image_hasalpha(t)) {
+    VipsArrayDouble *white;
+    double bg[1] = { 255.0 };
+    if (vips_image_get_interpretation(t) == VIPS_INTERPRETATION_RGB16 ||
+        vips_image_get_interpretation(t) == VIPS_INTERPRETATION_GREY16)
+      bg[0] = 65535.0;
+    white = vips_array_double_new(bg, 1);
+    r = vips_flatten(t, &flat, "background", white, NULL);
+    vips_area_unref(VIPS_AREA(white));
+    g_object_unref(t);
+    if (r != 0) return -1;
+    t = flat;
+  }
+  if (fmt == QV_FMT_PNG)
+    r = vips_pngsave_buffer(t, buf, len, "strip", TRUE, "compression", 6, NULL);
+  else if (fmt == QV_FMT_WEBP)
+    r = vips_webpsave_buffer(t, buf, len, "strip", TRUE, "Q", q, NULL);
+  else
+    r = vips_jpegsave_buffer(t, buf, len, "strip", TRUE, "Q", q,
+                             "optimize_coding", TRUE, NULL);
+  g_object_unref(t);
+  return r;
+}
+
+int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
+              const qv_resize_opts *o, qv_buf *out, qv_resize_info *ri,
+              const char **why) {
+  unsigned long max_pixels = o->max_pixels ? o->max_pixels : QV_RESIZE_MAX_PIXELS;
+  int q = o->quality > 0 && o->quality <= 100 ? o->quality : QV_RESIZE_QUALITY;
+  int need, alpha, swap, tries, nudges = 0;
+  unsigned w, h;                 /* upright size */
+  double scale = 1.0, s;
+  qv_format fmt;
+  const char *nick;
+  VipsImage *hdr;
+  fill_defaults(info, n, ri);
+  if (o->mode == QV_RESIZE_OFF) return 0;
+  need = o->mode == QV_RESIZE_ALWAYS ||
+    too_big(info->width, info->height, info->format, n, max_pixels, o->max_side);
+  /* without a size from the header, or for a JPEG that may carry an EXIF
+  ** orientation, libvips reads the header (cheap: no pixels decoded) */
+  if (!need && info->width && info->format != QV_FMT_JPEG) return 0;
+  if (!qv_resize_available()) {
+    if (!need) return 0;
+    *why = "libvips failed to initialise; cannot resize (set resize=\"off\")";
+    return -1;
+  }
+  nick = vips_foreign_find_load_buffer(in, n);
+  if (!loader_ok(nick, info->format)) {
+    vips_error_clear();
+    if (!need) return 0;
+    *why = "cannot decode the image: libvips has no safe loader for it";
+    return -1;
+  }
+  hdr = vips_image_new_from_buffer(in, n, "", NULL);
+  if (hdr == NULL) {
+    if (!need) { vips_error_clear(); return 0; }
+    return vips_fail(ri, "cannot decode the image", why);
+  }
+  ri->in_w = ri->out_w = (unsigned)vips_image_get_width(hdr);
+  ri->in_h = ri->out_h = (unsigned)vips_image_get_height(hdr);
+  ri->orientation = vips_image_get_typeof(hdr, VIPS_META_ORIENTATION)
+    ? vips_image_get_orientation(hdr) : 0;
+  swap = vips_image_get_orientation_swap(hdr);
+  alpha = vips_image_hasalpha(hdr);
+  g_object_unref(hdr);
+  if (ri->orientation > 1 && ri->orientation <= 8) need = 1;
+  if (too_big(ri->in_w, ri->in_h, info->format, n, max_pixels, o->max_side)) need = 1;
+  if (!need) return 0;
+  w = swap ? ri->in_h : ri->in_w;
+  h = swap ? ri->in_w : ri->in_h;
+  if (w == 0 || h == 0) { *why = "cannot decode the image: no size"; return -1; }
+  /* the output format */
+  fmt = o->format;
+  if (fmt != QV_FMT_JPEG && fmt != QV_FMT_PNG && fmt != QV_FMT_WEBP) {
+    if (alpha || info->format == QV_FMT_GIF) fmt = QV_FMT_PNG;
+    /* a PNG that compresses under one byte per pixel is flat graphics or
+    ** text (screenshots, scans, charts): JPEG would blur it and save little */
+    else if (info->format == QV_FMT_PNG && (double)n < (double)w * h) fmt = QV_FMT_PNG;
+    else fmt = QV_FMT_JPEG;
+  }
+  s = sqrt((double)max_pixels / ((double)w * h));
+  if (s < scale) scale = s;
+  if (o->max_side) {
+    s = (double)o->max_side / (w > h ? w : h);
+    if (s < scale) scale = s;
+  }
+  /* PNG to PNG keeps about the bytes per pixel: when only the data URL
+  ** limit is crossed, start at the size that should fit */
+  if (fmt == QV_FMT_PNG && info->format == QV_FMT_PNG &&
+      qv_resize_data_url_len(info->format, n) > QV_DATA_URL_LIMIT) {
+    s = sqrt(0.9 * QV_DATA_URL_LIMIT / (double)qv_resize_data_url_len(info->format, n));
+    if (s < scale) scale = s;
+  }
+  for (tries = 0; tries < 16; tries++) {
+    void *buf = NULL;
+    size_t len = 0, url;
+    int ow = 0, oh = 0;
+    int tw = (int)floor(w * scale + 1e-6), th = (int)floor(h * scale + 1e-6);
+    if (tw < 1) tw = 1;
+    if (th < 1) th = 1;
+    /* fit by the longer side only: a box on both sides lets the rounded
+    ** shorter side decide and lose a pixel on the longer one */
+    if (w >= h) th = VIPS_MAX_COORD;
+    else tw = VIPS_MAX_COORD;
+    if (encode(in, n, tw, th, fmt, q, &buf, &len, &ow, &oh) != 0)
+      return vips_fail(ri, "cannot decode the image", why);
+    /* libvips rounds: nudge down when that crossed a limit */
+    if (((double)ow * oh > (double)max_pixels ||
+         (o->max_side && ((unsigned)ow > o->max_side || (unsigned)oh > o->max_side)))
+        && nudges++ < 8) {
+      g_free(buf);
+      scale *= 0.997;
+      tries--;
+      continue;
+    }
+    url = qv_resize_data_url_len(fmt, len);
+    if (url <= QV_DATA_URL_LIMIT) {
+      qv_buf_reset(out);
+      qv_buf_add(out, buf, len);
+      g_free(buf);
+      if (out->oom) { *why = "out of memory"; return -1; }
+      ri->out_w = (unsigned)ow;
+      ri->out_h = (unsigned)oh;
+      ri->out_bytes = len;
+      ri->out_format = fmt;
+      ri->resized = 1;
+      return 0;
+    }
+    g_free(buf);
+    /* too large as a data URL: lower the quality, then the size */
+    if (fmt != QV_FMT_PNG && q > 50) q = q - 15 < 50 ? 50 : q - 15;
+    else if (fmt == QV_FMT_PNG && !alpha && o->format != QV_FMT_PNG) fmt = QV_FMT_JPEG;
+    else {
+      s = sqrt(0.9 * QV_DATA_URL_LIMIT / (double)url);
+      scale *= s < 0.85 ? s : 0.85;
+    }
+  }
+  *why = "cannot make the image small enough for a data URL";
+  return -1;
+}
+
+#endif
