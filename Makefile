@@ -48,7 +48,8 @@ clean:
 DEB_PACKAGES := build-essential pkg-config python3 curl lua5.4 liblua5.4-dev \
   lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket luarocks \
-  clang libclang-rt-14-dev valgrind
+  libvips-dev libvips-tools nginx-light libnginx-mod-http-lua lua-resty-core \
+  neovim clang libclang-rt-14-dev valgrind
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -75,6 +76,7 @@ test: deps
 	$(MAKE) --no-print-directory units
 	$(MAKE) --no-print-directory test-lua54
 	$(MAKE) --no-print-directory test-luajit
+	$(MAKE) --no-print-directory test-hosts
 
 test-lua54:
 	busted -o utfTerminal $(SPECS)

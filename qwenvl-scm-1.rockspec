@@ -1,0 +1,79 @@
+-- qwenvl: ask Qwen-VL vision models (Alibaba DashScope) about images.
+--   luarocks --lua-version=5.4 make qwenvl-scm-1.rockspec      (also 5.1, 5.3)
+-- One C module (libcurl + OpenSSL's libcrypto) plus pure-Lua workflow files
+-- and the `qwenvl` command. The C sources compile against Lua 5.1-5.4 and
+-- LuaJIT 2.1 headers; luarocks builds one .so per tree (per Lua ABI).
+rockspec_format = "3.0"
+package = "qwenvl"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/qwenvl/qwenvl.git",
+}
+
+description = {
+  summary = "Ask Qwen-VL vision models on Alibaba DashScope about images",
+  detailed = [[
+A C Lua module on libcurl: blocking calls, non-blocking handles driven by
+any event loop (epoll fd + timeout), streaming, retries, batch calls, and
+Lua workflow helpers (structured extraction, evidence, CLI).
+]],
+  license = "MIT",
+  labels = { "llm", "vision", "http", "curl", "openresty", "neovim" },
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson",
+}
+
+test_dependencies = {
+  "busted",
+}
+
+-- By library name, not header: Debian/Ubuntu keep curl/curl.h under a
+-- multiarch include dir that luarocks 3.8 does not search; the compiler
+-- finds it on its own.
+external_dependencies = {
+  CURL = { library = "curl" },
+  OPENSSL = { library = "crypto" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    qwenvl = {
+      sources = {
+        "src/qv_buf.c",
+        "src/qv_call.c",
+        "src/qv_compat.c",
+        "src/qv_engine.c",
+        "src/qv_handle.c",
+        "src/qv_image.c",
+        "src/qv_ini.c",
+        "src/qv_request.c",
+        "src/qv_resize.c",   -- built without QV_HAVE_VIPS: resize="off" only
+        "src/qv_result.c",
+        "src/qv_retry.c",
+        "src/qv_sse.c",
+        "src/qwenvl.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L", "_DEFAULT_SOURCE" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread", "m" },
+    },
+    ["qwenvl.cli"] = "lua/qwenvl/cli.lua",
+    ["qwenvl.evidence"] = "lua/qwenvl/evidence.lua",
+    ["qwenvl.ngx"] = "lua/qwenvl/ngx.lua",
+    ["qwenvl.schema"] = "lua/qwenvl/schema.lua",
+    ["qwenvl.workflow"] = "lua/qwenvl/workflow.lua",
+  },
+  install = {
+    bin = { qwenvl = "bin/qwenvl" },
+  },
+}
+
+test = {
+  type = "busted",
+}

@@ -1,0 +1,112 @@
+-- luarocks host: `luarocks make` of qwenvl-scm-1.rockspec into temporary
+-- trees for Lua 5.4 and 5.1, then the installed module (and only it) makes
+-- a call against the stand-in in the matching interpreter, the installed
+-- Lua modules load, and the installed `qwenvl` command runs.
+local standin = require("spec.support.standin")
+local fx = require("spec.support.fixtures")
+local u = require("spec.hosts.util")
+
+local q = u.quote
+local VERSIONS = { "5.4", "5.1" }
+
+describe("luarocks make (qwenvl-scm-1.rockspec)", function()
+  local srv, dir, png
+  local built = {}
+
+  setup(function()
+    assert(u.have("luarocks"), "luarocks not installed")
+    srv = standin.start{}
+    dir = fx.tmpdir()
+    png = fx.png(dir .. "/a.png", 64, 48)
+    -- builtin compiles next to the sources: build from copies, both
+    -- versions at once (-O0: this tests packaging, not the optimiser).
+    local jobs = {}
+    for _, v in ipairs(VERSIONS) do
+      local src = ("%s/src-%s"):format(dir, v)
+      fx.sh(("mkdir -p %s && cp -r src lua bin qwenvl-scm-1.rockspec %s/"):format(q(src), q(src)))
+      jobs[#jobs + 1] = ("(cd %s && luarocks --lua-version=%s --tree=%s make --deps-mode=none " ..
+        "qwenvl-scm-1.rockspec CFLAGS='-O0 -fPIC' >%s 2>&1; echo $? >%s) &"):format(
+        q(src), v, q(dir .. "/tree-" .. v), q(dir .. "/log-" .. v), q(dir .. "/rc-" .. v))
+    end
+    local t0 = u.now()
+    fx.sh(table.concat(jobs, " ") .. " wait")
+    io.stderr:write(("\n[luarocks] make for %s: %.1f s\n"):format(table.concat(VERSIONS, " and "), u.now() - t0))
+    for _, v in ipairs(VERSIONS) do
+      built[v] = {
+        rc = tonumber((fx.read(dir .. "/rc-" .. v):gsub("%s", ""))),
+        log = fx.read(dir .. "/log-" .. v),
+        tree = dir .. "/tree-" .. v,
+      }
+    end
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if dir then fx.rm(dir) end
+  end)
+
+  -- Environment that sees the tree first, then the system (lua-cjson).
+  local function env(v)
+    local tree = built[v].tree
+    return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 " ..
+      "LUA_PATH=%s LUA_CPATH=%s PATH=%s DASHSCOPE_API_KEY=%s DASHSCOPE_BASE_URL=%s"):format(
+      q(("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;"):format(tree, v, tree, v)),
+      q(("%s/lib/lua/%s/?.so;;"):format(tree, v)),
+      q(tree .. "/bin:" .. (os.getenv("PATH") or "/usr/bin:/bin")),
+      q(srv.key), q(srv.base_url))
+  end
+
+  local chat = [[
+local qwenvl = require("qwenvl")
+assert(qwenvl.version, "no version")
+for _, m in ipairs{ "qwenvl.workflow", "qwenvl.schema", "qwenvl.evidence", "qwenvl.cli" } do
+  require(m)
+end
+local res, err = qwenvl.chat{ prompt = "What is this?", image = IMAGE }
+assert(res, tostring(err))
+print("OK " .. _VERSION .. " " .. res.text:sub(1, 8))
+]]
+
+  for _, v in ipairs(VERSIONS) do
+    local interp = "lua" .. v
+
+    describe("Lua " .. v, function()
+      it("builds and installs the module, the Lua files and the command", function()
+        local b = built[v]
+        assert.are.equal(0, b.rc, b.log)
+        assert.is_true(u.exists(("%s/lib/lua/%s/qwenvl.so"):format(b.tree, v)), b.log)
+        local out = fx.sh("ls lua/qwenvl/*.lua")
+        local n = 0
+        for file in out:gmatch("lua/qwenvl/([%w_]+)%.lua") do
+          n = n + 1
+          assert.is_true(u.exists(("%s/share/lua/%s/qwenvl/%s.lua"):format(b.tree, v, file)),
+            "not installed: qwenvl/" .. file .. ".lua (add it to the rockspec)")
+        end
+        assert.is_true(n >= 4)
+        assert.is_true(u.exists(b.tree .. "/bin/qwenvl"))
+      end)
+
+      it("loads the installed module in " .. interp .. " and chats with the stand-in", function()
+        local code = "IMAGE=" .. ("%q"):format(png) .. "\n" .. chat
+        local out, ok = fx.sh(env(v) .. " " .. interp .. " -e " .. q(code))
+        assert.is_true(ok, out)
+        assert.matches("OK Lua " .. v:gsub("%.", "%%.") .. " STANDIN", out)
+      end)
+
+      if v == "5.1" then
+        it("the 5.1 tree's module also loads and chats in LuaJIT", function()
+          local code = "IMAGE=" .. ("%q"):format(png) .. "\n" .. chat
+          local out, ok = fx.sh(env(v) .. " luajit -e " .. q(code))
+          assert.is_true(ok, out)
+          assert.matches("OK Lua 5%.1 STANDIN", out)
+        end)
+      end
+
+      it("runs the installed qwenvl command", function()
+        local out, ok = fx.sh(env(v) .. " " .. q(built[v].tree .. "/bin/qwenvl") .. " --help")
+        assert.is_true(ok, out)
+        assert.matches("Usage: qwenvl", out)
+      end)
+    end)
+  end
+end)

@@ -1,0 +1,55 @@
+-- Load-and-call smoke tests for the ABIs without a full suite run: each
+-- build/<abi>/qwenvl.so is loaded in its own interpreter (a subprocess)
+-- and makes one blocking and one non-blocking call against the stand-in.
+-- Also: the LuaJIT-header build must load in PUC Lua 5.1 (Neovim may be
+-- built with either), which holds as long as qv_compat.h keeps the module
+-- off LuaJIT-only exports such as luaL_setfuncs.
+local standin = require("spec.support.standin")
+local fx = require("spec.support.fixtures")
+local u = require("spec.hosts.util")
+
+local CODE = [[
+local qwenvl = require("qwenvl")
+local res, err = qwenvl.chat{ prompt = "What is this?", image = IMAGE }
+assert(res, tostring(err))
+assert(res.text:sub(1, 8) == "STANDIN ", res.text)
+local h = assert(qwenvl.start{ prompt = "again", image = IMAGE })
+local r2, e2 = h:wait(10)
+assert(type(r2) == "table", tostring(e2 or r2))
+h:close()
+local _, bad = qwenvl.chat{ prompt = "x" }
+assert(bad and bad.code == "invalid_request", "expected invalid_request")
+print("SMOKE-OK " .. _VERSION .. " " .. qwenvl.version)
+]]
+
+describe("load-and-call smoke test", function()
+  local srv, dir, png
+
+  setup(function()
+    srv = standin.start{}
+    dir = fx.tmpdir()
+    png = fx.png(dir .. "/a.png", 64, 48)
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    if dir then fx.rm(dir) end
+  end)
+
+  local cases = {
+    { interp = "lua5.1", abi = "lua5.1" },
+    { interp = "lua5.3", abi = "lua5.3" },
+    { interp = "lua5.1", abi = "luajit", why = "LuaJIT-header build in PUC 5.1" },
+    { interp = "luajit", abi = "lua5.1", why = "5.1-header build in LuaJIT" },
+  }
+  for _, c in ipairs(cases) do
+    it(("%s loads build/%s/qwenvl.so and calls%s"):format(c.interp, c.abi,
+        c.why and (" (" .. c.why .. ")") or ""), function()
+      local so = ("%s/build/%s/qwenvl.so"):format(u.root, c.abi)
+      assert.is_true(u.exists(so), "missing " .. so .. ": run make LUA=" .. c.abi)
+      local out, ok = fx.lua(c.interp, { DASHSCOPE_API_KEY = srv.key, DASHSCOPE_BASE_URL = srv.base_url },
+        "IMAGE=" .. ("%q"):format(png) .. "\n" .. CODE, u.root .. "/build/" .. c.abi .. "/?.so")
+      assert.is_true(ok, out)
+      assert.matches("SMOKE%-OK Lua 5%.[13]", out)
+    end)
+  end
+end)
