@@ -19,10 +19,14 @@
 #define QV_UPV_ENGINE lua_upvalueindex(1)
 #define QV_UPV_CJSON lua_upvalueindex(2)
 
-typedef struct qv_engine_ud { qv_engine *engine; } qv_engine_ud;
+/* The engine is made on first use, and made again in a forked child (an
+** nginx worker after init_by_lua): the parent's epoll set and connections
+** are not the child's to use, nor to close. */
+typedef struct qv_engine_ud { qv_engine *engine; long pid; } qv_engine_ud;
 
 /* qwenvl.c */
-qv_engine *qv_lua_engine(lua_State *L);       /* from the upvalue */
+qv_engine *qv_lua_engine(lua_State *L);       /* from the upvalue; raises
+                                                 only if none can be made */
 
 /* qv_request.c: validate request table at idx. On success pushes the
 ** "plan" table (what qv_handle and qv_result need: body without base64,

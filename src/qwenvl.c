@@ -5,6 +5,7 @@
 */
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "qv_lua.h"
@@ -16,12 +17,21 @@ static void init_curl(void) { curl_init_code = curl_global_init(CURL_GLOBAL_DEFA
 
 qv_engine *qv_lua_engine(lua_State *L) {
   qv_engine_ud *u = lua_touserdata(L, QV_UPV_ENGINE);
+  long pid = (long)getpid();
+  if (u->engine == NULL || u->pid != pid) {
+    const char *why = "unknown";
+    /* after fork the old engine is abandoned, deliberately not released */
+    u->engine = qv_engine_new(&why);
+    if (u->engine == NULL) luaL_error(L, "qwenvl: %s", why);
+    u->pid = pid;
+  }
   return u->engine;
 }
 
 static int engine_gc(lua_State *L) {
   qv_engine_ud *u = luaL_checkudata(L, 1, QV_ENGINE_MT);
-  qv_engine_release(u->engine);       /* calls still alive keep it */
+  if (u->engine != NULL && u->pid == (long)getpid())
+    qv_engine_release(u->engine);     /* calls still alive keep it */
   u->engine = NULL;
   return 0;
 }
@@ -80,15 +90,14 @@ int luaopen_qwenvl(lua_State *L) {
     { "timeout_ms", m_timeout_ms }, { "step", m_step }, { NULL, NULL }
   };
   qv_engine_ud *u;
-  const char *why = "unknown";
   pthread_once(&curl_once, init_curl);
   if (curl_init_code != CURLE_OK)
     return luaL_error(L, "qwenvl: curl_global_init failed: %s",
                       curl_easy_strerror(curl_init_code));
   /* upvalue 1: the engine */
   u = qv_newudata(L, sizeof *u);
-  u->engine = qv_engine_new(&why);
-  if (u->engine == NULL) return luaL_error(L, "qwenvl: %s", why);
+  u->engine = NULL;
+  u->pid = 0;
   if (luaL_newmetatable(L, QV_ENGINE_MT)) {
     lua_pushcfunction(L, engine_gc);
     lua_setfield(L, -2, "__gc");
