@@ -1,0 +1,92 @@
+# fuzz/fuzz.mk: libFuzzer targets and the C unit tests.
+# Included from the top-level Makefile and run from the repository root.
+# Only FUZZ_ and UNIT_ names, so nothing of the includer is overridden.
+#
+#   make fuzz            fuzz each target for FUZZ_SECONDS on a copy of its
+#                        corpus under build/fuzz/ (fails on any crash)
+#   make fuzz-regress    run every committed input once, no fuzzing
+#   make units           build and run spec/c/test_units.c with gcc
+#
+# A target `t` is fuzz/fuzz_t.c linked with $(FUZZ_EXTRA_t) and
+# $(FUZZ_LIBS_t); to add one, append to FUZZ_TARGETS and set those two.
+
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS = sse data_url image ini retry_after base64
+
+FUZZ_CC ?= clang
+FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined -Isrc
+FUZZ_LIBS ?= -lm
+FUZZ_FLAGS ?= -timeout=20
+FUZZ_DIR = build/fuzz
+FUZZ_HEADERS = $(wildcard src/qv_*.h)
+
+FUZZ_EXTRA_sse ?= src/qv_sse.c src/qv_buf.c
+FUZZ_EXTRA_data_url ?= src/qv_image.c src/qv_buf.c
+FUZZ_EXTRA_image ?= src/qv_image.c src/qv_buf.c
+FUZZ_EXTRA_ini ?= src/qv_ini.c src/qv_buf.c
+FUZZ_EXTRA_retry_after ?= src/qv_retry.c
+FUZZ_EXTRA_base64 ?= src/qv_image.c src/qv_buf.c
+
+FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+# Second expansion ($$) lets targets appended to FUZZ_TARGETS after this
+# file is included still be built, with their FUZZ_EXTRA_ sources.
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $$(FUZZ_EXTRA_$$*) $(FUZZ_HEADERS)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_LIBS_$*) $(FUZZ_LIBS)
+
+.PHONY: fuzz fuzz-build fuzz-regress units units-valgrind
+
+fuzz-build: $$(FUZZ_BINS)
+
+# The committed corpus is only read: seeds (and fixed crashes) are copied
+# into build/fuzz/corpus/<t>, which also keeps what earlier runs found.
+fuzz: $$(FUZZ_BINS)
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	  c=$(FUZZ_DIR)/corpus/$$t; mkdir -p $$c; \
+	  for d in fuzz/corpus/$$t fuzz/regress/$$t; do \
+	    if [ -d $$d ]; then find $$d -type f -exec cp {} $$c/ \; ; fi; \
+	  done; \
+	  log=$(FUZZ_DIR)/$$t.log; \
+	  if $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	      -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	      $(FUZZ_FLAGS) $$c >$$log 2>&1; then \
+	    echo "fuzz $$t: ok: $$(grep -E '^#[0-9]+' $$log | tail -n 1)"; \
+	  else \
+	    fail=1; echo "fuzz $$t: FAILED (log $$log)"; tail -n 40 $$log; \
+	  fi; \
+	done; exit $$fail
+
+fuzz-regress: $$(FUZZ_BINS)
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	  files=$$(for d in fuzz/corpus/$$t fuzz/regress/$$t; do \
+	    if [ -d $$d ]; then find $$d -type f; fi; done); \
+	  if [ -z "$$files" ]; then echo "fuzz-regress $$t: no inputs"; continue; fi; \
+	  log=$(FUZZ_DIR)/$$t.regress.log; \
+	  if $(FUZZ_DIR)/fuzz_$$t $(FUZZ_FLAGS) $$files >$$log 2>&1; then \
+	    echo "fuzz-regress $$t: $$(echo $$files | wc -w) inputs ok"; \
+	  else \
+	    fail=1; echo "fuzz-regress $$t: FAILED (log $$log)"; tail -n 40 $$log; \
+	  fi; \
+	done; exit $$fail
+
+UNIT_CC ?= gcc
+UNIT_CFLAGS ?= -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -fPIC -Wall -Wextra \
+  -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
+  -Wcast-qual -Wformat=2 -Wvla
+UNIT_SRCS = src/qv_buf.c src/qv_image.c src/qv_sse.c src/qv_retry.c \
+  src/qv_ini.c
+UNIT_BIN = build/test_units
+
+$(UNIT_BIN): spec/c/test_units.c $(UNIT_SRCS) $(FUZZ_HEADERS)
+	@mkdir -p $(dir $@)
+	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc spec/c/test_units.c $(UNIT_SRCS) -o $@ -lm
+
+units: $(UNIT_BIN)
+	./$(UNIT_BIN)
+
+units-valgrind: $(UNIT_BIN)
+	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_BIN)
