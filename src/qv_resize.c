@@ -38,12 +38,15 @@ int qv_resize_available(void) { return 0; }
 int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
               const qv_resize_opts *o, qv_buf *out, qv_resize_info *ri,
               const char **why) {
-  unsigned long max_pixels = o->max_pixels ? o->max_pixels : QV_RESIZE_MAX_PIXELS;
   (void)in; (void)out;
   fill_defaults(info, n, ri);
   if (o->mode == QV_RESIZE_OFF) return 0;
+  /* Over the model's default budget only: DashScope downscales it anyway,
+  ** so send the original. Fail when the caller's own limits, or the data
+  ** URL limit, cannot be met. */
   if (o->mode == QV_RESIZE_ALWAYS ||
-      too_big(info->width, info->height, info->format, n, max_pixels, o->max_side)) {
+      too_big(info->width, info->height, info->format, n,
+              o->max_pixels ? o->max_pixels : (unsigned long)-1, o->max_side)) {
     *why = "qwenvl was built without libvips; cannot resize (set resize=\"off\" "
            "or install libvips-dev and rebuild)";
     return -1;

@@ -46,7 +46,9 @@ int qv_resize_available(void);
 **           would exceed QV_DATA_URL_LIMIT (then quality, and after it the
 **           size, are reduced until it fits).
 **   always: re-encode even when nothing is too large.  off: never.
-** Never upscales; keeps the aspect ratio. Returns 0 with *ri filled
+** Never upscales; keeps the aspect ratio. Built without libvips, auto
+** sends an image over only the default budget as it is (the server
+** downscales it) and fails for the rest. Returns 0 with *ri filled
 ** (ri->resized == 0 and out untouched when nothing needed doing), or -1
 ** with *why set (static, or ri->msg). */
 int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,

@@ -1,0 +1,373 @@
+-- Client-side resize (src/qv_resize.c, libvips) through qwenvl.chat against
+-- the stand-in, which reports the format, size and EXIF orientation of the
+-- image it received. Test images are made here with the vips CLI
+-- (libvips-tools) and python3; noise comes from /dev/urandom through
+-- `vips rawload`, so it is incompressible.
+local qwenvl = require("qwenvl")
+local standin = require("spec.support.standin")
+local cjson = require("cjson")
+
+local LIMIT = 10485760   -- QV_DATA_URL_LIMIT
+local DEFAULT_MAX_PIXELS = 2621440
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local s = p:read("*a")
+  p:close()
+  local body, rc = s:match("^(.-)rc=(%d+)%s*$")
+  assert(tonumber(rc) == 0, "command failed: " .. cmd .. "\n" .. tostring(body))
+  return body
+end
+
+local function have(cmd)
+  local p = io.popen("command -v " .. cmd .. " 2>/dev/null")
+  local s = p:read("*a")
+  p:close()
+  return s ~= ""
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function fsize(path) return #read(path) end
+
+local function sha256(path)
+  return sh("sha256sum " .. q(path)):match("^(%x+)")
+end
+
+local function b64len(n) return 4 * math.ceil(n / 3) end
+
+-- vips CLI helpers ------------------------------------------------------
+
+local function noise(dir, name, w, h, bands)
+  local raw, v = dir .. "/" .. name .. ".raw", dir .. "/" .. name .. ".v"
+  sh(("head -c %d /dev/urandom > %s"):format(w * h * bands, q(raw)))
+  sh(("vips rawload %s %s %d %d %d"):format(q(raw), q(dir .. "/" .. name .. "0.v"), w, h, bands))
+  sh(("vips copy %s %s --interpretation srgb"):format(q(dir .. "/" .. name .. "0.v"), q(v)))
+  os.remove(raw)
+  os.remove(dir .. "/" .. name .. "0.v")
+  return v
+end
+
+-- A photo-like JPEG: blurred noise (sigma) saved at quality Q.
+local function photo(dir, name, w, h, sigma, Q)
+  local v = noise(dir, name, w, h, 3)
+  local out = dir .. "/" .. name .. ".jpg"
+  if sigma then
+    sh(("vips gaussblur %s %s %g --precision integer"):format(q(v), q(dir .. "/" .. name .. "b.v"), sigma))
+    os.remove(v)
+    v = dir .. "/" .. name .. "b.v"
+  end
+  sh(("vips copy %s %s"):format(q(v), q(out .. "[Q=" .. (Q or 90) .. "]")))
+  os.remove(v)
+  return out
+end
+
+local function header(path)
+  local w, h = sh("vipsheader " .. q(path)):match("(%d+)x(%d+)")
+  return tonumber(w), tonumber(h)
+end
+
+-- JPEG with an EXIF APP1 carrying only Orientation (0x0112) = o.
+local function set_orientation(src, dst, o)
+  local py = [[
+import sys, struct
+d = open(sys.argv[1], 'rb').read()
+assert d[:2] == b'\xff\xd8'
+tiff = b'MM\x00\x2a' + struct.pack('>I', 8) + struct.pack('>H', 1) \
+     + struct.pack('>HHIHH', 0x0112, 3, 1, int(sys.argv[3]), 0) + struct.pack('>I', 0)
+app1 = b'Exif\x00\x00' + tiff
+seg = b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1
+open(sys.argv[2], 'wb').write(d[:2] + seg + d[2:])
+]]
+  local script = os.tmpname()
+  write(script, py)
+  sh("python3 " .. q(script) .. " " .. q(src) .. " " .. q(dst) .. " " .. o)
+  os.remove(script)
+  return dst
+end
+
+-- what the stand-in saw: the JSON after "STANDIN "
+local function seen(res)
+  local j = assert(res.text:match("^STANDIN (.*)$"), res.text)
+  return cjson.decode(j)
+end
+
+local function ratio(w, h) return w / h end
+
+local describe_or_pending = (have("vips") and have("vipsheader")) and describe
+  or function(name) pending(name .. " (needs libvips-tools)") end
+
+describe_or_pending("client-side resize (libvips)", function()
+  local srv, dir
+
+  local function req(extra)
+    local r = { prompt = "What is this?", api_key = srv.key, base_url = srv.base_url,
+                max_retries = 0, retry_backoff_s = 0.01 }
+    for k, v in pairs(extra or {}) do r[k] = v end
+    return r
+  end
+
+  local function chat(extra)
+    local res, err = qwenvl.chat(req(extra))
+    assert(res, tostring(err))
+    return res, seen(res).images[1]
+  end
+
+  -- a request refused before anything was sent
+  local function refused(extra, field)
+    local before = srv:stats().chat_requests
+    local res, err = qwenvl.chat(req(extra))
+    assert.is_nil(res)
+    assert.are.equal("invalid_request", err.code)
+    assert.are.equal(0, err.attempts or 0)
+    if field then assert.are.equal(field, err.field) end
+    assert.are.equal(before, srv:stats().chat_requests, "nothing must be sent")
+    return err
+  end
+
+  setup(function()
+    srv = standin.start {}
+    dir = os.tmpname()
+    os.remove(dir)
+    sh("mkdir -p " .. q(dir))
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if dir then sh("rm -rf " .. q(dir)) end
+  end)
+
+  describe("a large JPEG", function()
+    local big
+    setup(function() big = photo(dir, "big", 3000, 2000, 1.5, 90) end)
+
+    it("is downscaled under max_pixels with the aspect ratio kept", function()
+      local res, got = chat { image = big, max_pixels = 1000000 }
+      local info = res.images[1]
+      assert.is_true(info.resized)
+      assert.are.equal(3000, info.original_width)
+      assert.are.equal(2000, info.original_height)
+      assert.are.equal(fsize(big), info.original_bytes)
+      assert.are.equal(sha256(big), info.original_sha256)
+      assert.are.equal("jpeg", got.format)
+      assert.are.equal(info.width, got.width)
+      assert.are.equal(info.height, got.height)
+      assert.is_true(got.width * got.height <= 1000000, got.width .. "x" .. got.height)
+      assert.is_true(got.width * got.height >= 0.97 * 1000000, "no needless shrinking")
+      assert.is_true(math.abs(ratio(got.width, got.height) / 1.5 - 1) < 0.01)
+      -- what was sent is what the result describes
+      assert.are.equal(info.sha256, got.sha256)
+      assert.are.equal(info.bytes, got.bytes)
+      assert.is_true(info.bytes < info.original_bytes)
+      -- the caller's max_pixels also goes to DashScope, beside image_url
+      assert.are.equal(1000000, got.max_pixels)
+      assert.are.equal(1000000, res.request.messages[1].content[1].max_pixels)
+      assert.is_nil(res.request.messages[1].content[1].image_url.max_pixels)
+      -- estimate: ceil(h/32)*ceil(w/32)+2, within the 1e6-pixel budget
+      local t = math.ceil(got.height / 32) * math.ceil(got.width / 32)
+      assert.are.equal(math.min(t, math.floor(1000000 / 1024)) + 2, info.image_tokens)
+    end)
+
+    it("honours max_side", function()
+      local res, got = chat { image = big, max_side = 1000 }
+      assert.are.equal(1000, got.width)
+      assert.is_true(math.abs(got.height - 667) <= 1, tostring(got.height))
+      assert.is_true(res.images[1].resized)
+      assert.is_nil(got.max_pixels)    -- nothing given, nothing sent
+    end)
+
+    it("passes min_pixels through without resizing for it", function()
+      local res, got = chat { image = big, max_pixels = 4000000, min_pixels = 200704 }
+      assert.are.equal(200704, got.min_pixels)
+      assert.are.equal(4000000, got.max_pixels)
+      assert.is_true(got.width * got.height <= 4000000)
+      assert.is_true(res.images[1].resized)
+    end)
+
+    it("encodes as image_format with quality", function()
+      local res, got = chat { image = big, max_pixels = 500000, image_format = "webp", quality = 60 }
+      assert.are.equal("webp", got.format)
+      assert.are.equal("webp", res.images[1].format)
+      assert.are.equal("jpeg", res.images[1].original_format)
+      local _, lo = chat { image = big, max_pixels = 500000, quality = 40 }
+      local _, hi = chat { image = big, max_pixels = 500000, quality = 95 }
+      assert.is_true(lo.bytes < hi.bytes)
+    end)
+
+    it("goes through a data URL too", function()
+      local url = "data:image/jpeg;base64," .. sh("base64 -w0 " .. q(big))
+      local res, got = chat { image = url, max_pixels = 300000 }
+      assert.are.equal("data_url", res.images[1].source)
+      assert.is_true(res.images[1].resized)
+      assert.is_true(got.width * got.height <= 300000)
+      assert.are.equal(sha256(big), res.images[1].original_sha256)
+      assert.matches("<omitted", res.request.messages[1].content[1].image_url.url)
+    end)
+
+    it("is sent as is with resize=\"off\"", function()
+      local res, got = chat { image = big, resize = "off" }
+      assert.is_false(res.images[1].resized)
+      assert.are.equal(3000, got.width)
+      assert.are.equal(sha256(big), got.sha256)
+    end)
+  end)
+
+  it("sends a 24-megapixel photo with no option set, within the default budget", function()
+    local p = photo(dir, "p24", 6000, 4000, 2.0, 90)
+    local res, got = chat { image = p }
+    local info = res.images[1]
+    assert.is_true(info.resized)
+    assert.are.equal(6000, info.original_width)
+    assert.is_true(got.width * got.height <= DEFAULT_MAX_PIXELS)
+    assert.is_true(got.width * got.height >= 0.97 * DEFAULT_MAX_PIXELS)
+    assert.is_true(math.abs(ratio(got.width, got.height) / 1.5 - 1) < 0.01)
+    assert.are.equal(2562, info.image_tokens)   -- capped at the model default
+    assert.is_nil(got.max_pixels)
+    os.remove(p)
+  end)
+
+  it("leaves a small JPEG untouched, byte for byte", function()
+    local small = photo(dir, "small", 64, 48, nil, 80)
+    local res, got = chat { image = small }
+    local info = res.images[1]
+    assert.is_false(info.resized)
+    assert.are.equal(sha256(small), info.sha256)
+    assert.are.equal(sha256(small), info.original_sha256)
+    assert.are.equal(sha256(small), got.sha256)
+    assert.are.equal(fsize(small), got.bytes)
+    assert.are.equal(64, got.width)
+    assert.are.equal(math.ceil(48 / 32) * math.ceil(64 / 32) + 2, info.image_tokens)
+  end)
+
+  it("re-encodes with resize=\"always\" but never upscales", function()
+    local small = photo(dir, "small2", 64, 48, nil, 95)
+    local res, got = chat { image = small, resize = "always", max_pixels = 100000000 }
+    assert.is_true(res.images[1].resized)
+    assert.are_not.equal(sha256(small), got.sha256)
+    assert.are.equal(64, got.width)
+    assert.are.equal(48, got.height)
+  end)
+
+  it("applies the EXIF orientation: a rotated photo arrives upright", function()
+    local base = photo(dir, "rot", 400, 200, 1.0, 90)
+    local rotated = set_orientation(base, dir .. "/rot6.jpg", 6)
+    -- the stand-in sees the tag on the file as is
+    local _, raw = chat { image = rotated, resize = "off" }
+    assert.are.equal(6, raw.orientation)
+    assert.are.equal(400, raw.width)
+    local res, got = chat { image = rotated }
+    assert.is_true(res.images[1].resized)
+    assert.are.equal(6, res.images[1].original_orientation)
+    assert.are.equal(200, got.width)       -- dimensions swapped
+    assert.are.equal(400, got.height)
+    assert.is_true(got.orientation == nil or got.orientation == cjson.null
+                   or got.orientation == 1, tostring(got.orientation))
+  end)
+
+  it("keeps a PNG with alpha as PNG", function()
+    local black = dir .. "/black.v"
+    sh(("vips black %s 3000 2000 --bands 3"):format(q(black)))
+    local png = dir .. "/alpha.png"
+    sh(("vips bandjoin_const %s %s 128"):format(q(black), q(png)))
+    local res, got = chat { image = png }
+    assert.are.equal("png", got.format)
+    assert.are.equal("png", res.images[1].format)
+    assert.is_true(res.images[1].resized)
+    assert.is_true(got.width * got.height <= DEFAULT_MAX_PIXELS)
+    -- asked for JPEG, it is flattened and sent as JPEG
+    local _, j = chat { image = png, image_format = "jpeg", max_pixels = 100000 }
+    assert.are.equal("jpeg", j.format)
+  end)
+
+  describe("an image over the 10 MiB data URL limit", function()
+    local noisy_png, noisy_jpg
+    setup(function()
+      -- 1600x1600 is under the pixel budget: only the byte limit applies
+      local v = noise(dir, "a", 1600, 1600, 4)
+      noisy_png = dir .. "/noise-alpha.png"
+      sh(("vips copy %s %s"):format(q(v), q(noisy_png)))
+      os.remove(v)
+      noisy_jpg = photo(dir, "n100", 1600, 1600, nil, 100)
+    end)
+
+    it("is refused locally with resize=\"off\"", function()
+      assert.is_true(b64len(fsize(noisy_png)) > LIMIT)
+      local err = refused({ image = noisy_png, resize = "off" }, "image")
+      assert.matches("10 MiB", err.message)
+    end)
+
+    it("now succeeds: a noise JPEG re-encoded at lower quality", function()
+      assert.is_true(b64len(fsize(noisy_jpg)) > LIMIT)
+      local res, got = chat { image = noisy_jpg }
+      assert.is_true(res.images[1].resized)
+      assert.are.equal(1600, got.width)    -- quality went down, not the size
+      assert.is_true(b64len(got.bytes) + 30 <= LIMIT)
+      local rec = srv:requests()
+      assert.is_true(rec[#rec].raw_size < LIMIT + 4096)
+    end)
+
+    it("now succeeds: a noise PNG with alpha, kept PNG and made smaller", function()
+      local res, got = chat { image = noisy_png }
+      assert.is_true(res.images[1].resized)
+      assert.are.equal("png", got.format)
+      assert.is_true(got.width < 1600 and got.width == got.height)
+      assert.is_true(b64len(got.bytes) + 30 <= LIMIT)
+    end)
+  end)
+
+  describe("a corrupt file", function()
+    it("that is not an image: a clear invalid_request, nothing sent", function()
+      local f = dir .. "/garbage.jpg"
+      write(f, string.rep("not an image at all ", 100))
+      local err = refused({ image = f }, "image")
+      assert.matches("not a supported image", err.message)
+    end)
+
+    it("that is a truncated JPEG needing a resize: a clear invalid_request, nothing sent", function()
+      local big = photo(dir, "trunc", 3000, 2000, 1.5, 90)
+      local data = read(big)
+      local cut = dir .. "/truncated.jpg"
+      write(cut, data:sub(1, math.floor(#data / 2)))
+      local err = refused({ image = cut }, "image")
+      assert.matches("cannot resize the image", err.message)
+      assert.matches("[Pp]remature end", err.message)
+    end)
+  end)
+
+  describe("option checks", function()
+    local small
+    setup(function() small = photo(dir, "opt", 32, 32, nil, 80) end)
+    for _, c in ipairs {
+      { { resize = "sometimes" }, "resize" },
+      { { resize = true }, "resize" },
+      { { image_format = "gif" }, "image_format" },
+      { { quality = 0 }, "quality" },
+      { { quality = 101 }, "quality" },
+      { { quality = 1.5 }, "quality" },
+      { { max_pixels = 0 }, "max_pixels" },
+      { { max_pixels = "many" }, "max_pixels" },
+      { { max_side = -1 }, "max_side" },
+      { { min_pixels = 0 }, "min_pixels" },
+      { { min_pixels = 5000, max_pixels = 4000 }, "min_pixels" },
+    } do
+      it("refuses " .. cjson.encode(c[1]), function()
+        local r = { image = small }
+        for k, v in pairs(c[1]) do r[k] = v end
+        refused(r, c[2])
+      end)
+    end
+  end)
+end)
