@@ -63,6 +63,11 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   size_t n = size * nmemb;
   c->last_byte = qv_now();
   if (c->streaming) {
+    c->stream_bytes += n;
+    if (c->stream_bytes > c->o.max_response_bytes) {
+      c->end = QV_END_TOO_LARGE;
+      return 0;
+    }
     if (qv_sse_feed(&c->sse, p, n, on_event, c) != 0) {
       c->sse_error = 1;
       return 0;
@@ -176,6 +181,7 @@ static void start_attempt(qv_call *c, double now) {
   c->errbuf[0] = c->request_id[0] = c->content_type[0] = '\0';
   c->retry_after = -1;
   c->streaming = c->sse_error = 0;
+  c->stream_bytes = 0;
   c->end = QV_END_NONE;
   qv_buf_reset(&c->body_in);
   qv_sse_free(&c->sse);

@@ -67,6 +67,7 @@ typedef struct qv_call {
   qv_sse sse;
   qv_buf events;                 /* queued SSE payloads: u32 len + bytes */
   int streaming;                 /* this response is an event stream */
+  size_t stream_bytes;           /* event-stream bytes of this attempt */
   int committed;                 /* stream events arrived: never retry */
   int sse_error;                 /* parser failure */
   int retryable;                 /* the last failure was worth retrying */

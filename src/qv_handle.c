@@ -75,7 +75,10 @@ static void pump(lua_State *L, qv_handle *h) {
   if (qv_call_take_events(h->call, &ev) > 0)
     qv_result_events(L, st, &h->stream, ev.data, ev.len);
   qv_buf_free(&ev);
-  if (h->stream.failed && h->call->state != QV_DONE) qv_call_cancel(h->call);
+  if (h->stream.failed && h->call->state != QV_DONE) {
+    qv_call_cancel(h->call);        /* an error event or a malformed chunk: */
+    h->call->end = QV_END_RESPONSE; /* the outcome is the stream's, not ours */
+  }
   if (qv_result_emit(L, st, &h->stream, h->call->state == QV_DONE) != 0)
     qv_call_cancel(h->call);      /* on_delta raised: stop this request */
   if (h->call->state == QV_DONE) {
@@ -326,10 +329,26 @@ static double estimate_tokens(lua_State *L, int st, int req) {
   return tokens;
 }
 
-typedef struct many_slot { qv_handle *h; int index; double t, tokens; } many_slot;
+typedef struct many_slot { qv_handle *h; int index; } many_slot;
 
-static void many_report(lua_State *L, int results, int on_result, int i,
-                        int value, int err) {
+/* Seconds until `tok` more tokens fit in the last minute's starts (0: now). */
+static double tpm_wait(const double *t, const double *tok_at, int n, double now,
+                       double tok, double tpm) {
+  double window = 0, oldest = now;
+  int k;
+  for (k = 0; k < n; k++)
+    if (now - t[k] < 60) {
+      window += tok_at[k];
+      if (t[k] < oldest) oldest = t[k];
+    }
+  if (window == 0 || window + tok <= tpm) return 0;
+  return oldest + 60 - now;
+}
+
+/* Store entry i and tell on_result; an error raised by on_result is kept
+** in the list at cb_errors (third return value), never loses an entry. */
+static void many_report(lua_State *L, int results, int on_result, int cb_errors,
+                        int i, int value, int err) {
   lua_pushvalue(L, value);
   lua_rawseti(L, results, i);
   if (on_result) {
@@ -337,15 +356,20 @@ static void many_report(lua_State *L, int results, int on_result, int i,
     lua_pushinteger(L, i);
     if (err) { lua_pushnil(L); lua_pushvalue(L, value); }
     else { lua_pushvalue(L, value); lua_pushnil(L); }
-    if (lua_pcall(L, 3, 0, 0) != 0) lua_pop(L, 1);  /* never loses a result */
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+      lua_pushfstring(L, "on_result(%d): %s", i, lua_tostring(L, -1) ?
+                      lua_tostring(L, -1) : "error");
+      lua_rawseti(L, cb_errors, (int)lua_rawlen(L, cb_errors) + 1);
+      lua_pop(L, 1);
+    }
   }
 }
 
 int qv_handle_chat_many(lua_State *L) {
   qv_engine *e = qv_lua_engine(L);
   int n, next = 1, active = 0, finished = 0, failures = 0, results, handles,
-      on_result = 0, conc = 8, i, nstarts = 0;
-  double rpm = 0, tpm = 0, last_start = -1e9;
+      on_result = 0, conc = 8, i, nstarts = 0, cb_errors;
+  double rpm = 0, tpm = 0, last_start = -1e9, pending_tok = 0;
   many_slot *slots;
   double *start_t, *start_tok;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -368,6 +392,8 @@ int qv_handle_chat_many(lua_State *L) {
   results = lua_gettop(L);
   lua_createtable(L, conc, 0);    /* keeps active handles alive */
   handles = lua_gettop(L);
+  lua_newtable(L);
+  cb_errors = lua_gettop(L);
   slots = calloc((size_t)conc, sizeof *slots);
   start_t = calloc((size_t)n + 1, sizeof *start_t);
   start_tok = calloc((size_t)n + 1, sizeof *start_tok);
@@ -381,47 +407,48 @@ int qv_handle_chat_many(lua_State *L) {
     /* start what the concurrency and rate limits allow */
     while (active < conc && next <= n) {
       int top = lua_gettop(L), slot;
-      double tok = 0, window = 0;
+      double tok = 0;
       if (rpm > 0 && now < last_start + 60.0 / rpm) {
         wait_s = last_start + 60.0 / rpm - now;
         break;
+      }
+      if (tpm > 0 && pending_tok > 0) {   /* known not to fit: wait, don't re-plan */
+        double w = tpm_wait(start_t, start_tok, nstarts, now, pending_tok, tpm);
+        if (w > 0) { wait_s = w; break; }
       }
       lua_rawgeti(L, 1, next);
       if (!lua_istable(L, -1)) {
         lua_pushnil(L);
         qv_error_push(L, "invalid_request", "request is not a table", 0, 0, 0);
         qv_error_set(L, "field", "request");
-        many_report(L, results, on_result, next++, lua_gettop(L), 1);
+        many_report(L, results, on_result, cb_errors, next++, lua_gettop(L), 1);
         failures++; finished++;
         lua_settop(L, top);
         continue;
       }
       if (!handle_new(L, top + 1)) {
-        many_report(L, results, on_result, next++, lua_gettop(L), 1);
+        many_report(L, results, on_result, cb_errors, next++, lua_gettop(L), 1);
         failures++; finished++;
         lua_settop(L, top);
         continue;
       }
       if (tpm > 0) {
         qv_handle *h = lua_touserdata(L, -1);
-        int k;
+        double w;
         lua_rawgeti(L, LUA_REGISTRYINDEX, h->st);
         tok = estimate_tokens(L, lua_gettop(L), top + 1);
         lua_pop(L, 1);
-        for (k = 0; k < nstarts; k++)
-          if (now - start_t[k] < 60) window += start_tok[k];
-        if (window > 0 && window + tok > tpm) {
-          /* wait for the oldest start in the window to age out */
-          double oldest = now;
-          for (k = 0; k < nstarts; k++)
-            if (now - start_t[k] < 60 && start_t[k] < oldest) oldest = start_t[k];
-          wait_s = oldest + 60 - now;
+        w = tpm_wait(start_t, start_tok, nstarts, now, tok, tpm);
+        if (w > 0) {                       /* nothing was sent yet */
+          pending_tok = tok;
+          wait_s = w;
           lua_pushcfunction(L, handle_close);
           lua_pushvalue(L, -2);
           lua_call(L, 1, 0);
           lua_settop(L, top);
           break;
         }
+        pending_tok = 0;
       }
       for (slot = 0; slots[slot].h != NULL; slot++) {}
       slots[slot].h = lua_touserdata(L, -1);
@@ -442,8 +469,8 @@ int qv_handle_chat_many(lua_State *L) {
       pump(L, h);
       if (!h->finished) continue;
       nv = push_final(L, h);
-      if (nv == 1) many_report(L, results, on_result, slots[i].index, top + 1, 0);
-      else { many_report(L, results, on_result, slots[i].index, top + 2, 1); failures++; }
+      if (nv == 1) many_report(L, results, on_result, cb_errors, slots[i].index, top + 1, 0);
+      else { many_report(L, results, on_result, cb_errors, slots[i].index, top + 2, 1); failures++; }
       lua_settop(L, top);
       lua_rawgeti(L, handles, i + 1);
       lua_pushcfunction(L, handle_close);
@@ -463,7 +490,9 @@ int qv_handle_chat_many(lua_State *L) {
   free(slots);
   free(start_t);
   free(start_tok);
-  lua_settop(L, results);
+  lua_pushvalue(L, results);
   lua_pushinteger(L, failures);
-  return 2;
+  if (lua_rawlen(L, cb_errors) == 0) return 2;
+  lua_pushvalue(L, cb_errors);
+  return 3;
 }

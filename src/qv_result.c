@@ -661,7 +661,7 @@ int qv_result_finish(lua_State *L, qv_call *c, int st, qv_stream *s) {
   lua_pop(L, 1);
   if (c->end != QV_END_RESPONSE) {
     push_transport_error(L, c, st);
-    if (c->end == QV_END_IDLE) set_partial(L, s);
+    set_partial(L, s);              /* what a cut stream delivered */
     return 2;
   }
   if (c->status < 200 || c->status >= 300) {
