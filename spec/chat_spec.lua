@@ -141,7 +141,7 @@ describe("qwenvl.chat", function()
   end)
 
   it("schema (table or JSON text) goes into the prompt and the answer is decoded", function()
-    local schema_text = fx.read("../shared/seed/invoice.schema.json")
+    local schema_text = fx.read("examples/invoice.schema.json")
     for _, schema in ipairs{ schema_text, cjson.decode(schema_text) } do
       local model = standin.scenario_model("schema", "ok")
       local res = assert(qwenvl.chat(req{ prompt = "Extract invoice fields", image = png,

@@ -116,7 +116,7 @@ describe("qwenvl command", function()
     assert(evidence.mkdir_p(work .. "/tmp"))
     make_png(work .. "/samples/invoice.png", 40, 30)
     make_png(work .. "/tmp/vl_test_cat.png", 24, 24)
-    local seed = read("../shared/seed/invoice.schema.json") or read("/work/shared/seed/invoice.schema.json")
+    local seed = read("examples/invoice.schema.json")
       or [[{"type":"object","properties":{"title":{"type":"string"},"invoice_no":{"type":"string"},
            "date":{"type":"string"},"amount":{"type":"number"}},"required":["title","amount"]}]]
     write(work .. "/samples/invoice.schema.json", seed)
@@ -550,7 +550,7 @@ describe("qwenvl command", function()
     local co = work .. "/checkout"
     sh("mkdir -p " .. Q(co .. "/build") .. " && cp -r " .. Q(ROOT .. "/bin") .. " " .. Q(ROOT .. "/lua") .. " " .. Q(co)
       .. " && cp -r " .. Q(ROOT .. "/build/" .. LUA) .. " " .. Q(co .. "/build/"))
-    local seed = read(ROOT .. "/../shared/seed/invoice.schema.json") and (ROOT .. "/../shared/seed/invoice.schema.json")
+    local seed = read(ROOT .. "/examples/invoice.schema.json") and (ROOT .. "/examples/invoice.schema.json")
       or (work .. "/samples/invoice.schema.json")
     local code, out, err = run([[analyze --request '{"prompt":"Extract invoice fields","image":"samples/invoice.png"}' --schema ]]
       .. Q(seed) .. " --print-response", {
