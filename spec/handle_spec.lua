@@ -1,7 +1,6 @@
 -- Non-blocking handles: qwenvl.start, h:poll/wait/cancel/close/read/status,
 -- qwenvl.fd/timeout_ms/step, in every state of a request.
---   busted --lua=lua5.4 -m './lua/?.lua;./lua/?/init.lua;./?.lua' --cpath='./build/lua5.4/?.so' spec/handle_spec.lua
---   busted --lua=luajit -m './lua/?.lua;./lua/?/init.lua;./?.lua' --cpath='./build/luajit/?.so' spec/handle_spec.lua
+--   busted spec/handle_spec.lua ; busted --run=luajit spec/handle_spec.lua
 
 local qwenvl = require("qwenvl")
 local standin = require("spec.support.standin")
@@ -11,16 +10,10 @@ local socket = require("socket")
 local now = socket.gettime
 
 describe("qwenvl handles", function()
-  local srv, dir, IMG
-
-  local function req(t)
-    t = t or {}
-    t.api_key = srv.key
-    t.base_url = srv.base_url
-    t.prompt = t.prompt or "describe"
-    if t.image == nil and t.images == nil then t.image = IMG end
-    return t
-  end
+  local env = fx.standin_env()
+  local req = env.req
+  setup(env.start)
+  teardown(env.stop)
 
   -- Poll until the handle settles; returns the final values and the count.
   local function drain(h, limit_s)
@@ -53,17 +46,6 @@ describe("qwenvl handles", function()
     return f
   end
 
-  setup(function()
-    srv = standin.start { key = "sk-standin-test" }
-    dir = fx.tmpdir()
-    IMG = fx.png(dir .. "/a.png", 32, 32)
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    if dir then fx.rm(dir) end
-  end)
-
   describe("right after start (before connect)", function()
     it("start returns a handle in state running, without blocking", function()
       local t0 = now()
@@ -76,14 +58,14 @@ describe("qwenvl handles", function()
     end)
 
     it("invalid requests fail at start with nil, err and send nothing", function()
-      local before = srv:stats().chat_requests
+      local before = env.srv:stats().chat_requests
       local h, err = qwenvl.start(req { max_tokens = "many" })
       assert.is_nil(h)
       assert.are.equal("invalid_request", err.code)
       h, err = qwenvl.start(req { bogus_field = 1 })
       assert.is_nil(h)
       assert.are.equal("invalid_request", err.code)
-      assert.are.equal(before, srv:stats().chat_requests)
+      assert.are.equal(before, env.srv:stats().chat_requests)
     end)
 
     it("cancel: poll and wait then return nil, err with code canceled", function()
@@ -148,7 +130,7 @@ describe("qwenvl handles", function()
       assert.are.equal("canceled", err2.code)
       h:close()
       -- the stand-in did get the request (it was mid-transfer)
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
     end)
 
     it("close mid-transfer, then poll/wait/read report a closed handle", function()
@@ -222,11 +204,11 @@ describe("qwenvl handles", function()
       assert.is_number(ms)
       assert.is_true(ms > 0 and ms <= 1000, "timeout_ms " .. tostring(ms))
       assert.are.equal(1, h:attempts())
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
       local r, err = h:wait(5)
       assert.is_nil(err)
       assert.are.equal(2, r.attempts)
-      assert.are.equal(2, srv:scenario(model).attempts)
+      assert.are.equal(2, env.srv:scenario(model).attempts)
       h:close()
     end)
 
@@ -250,7 +232,7 @@ describe("qwenvl handles", function()
       assert.are.equal("canceled", err.code)
       socket.sleep(0.8)                       -- past the back-off
       qwenvl.step()
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
       h:close()
     end)
 
@@ -260,7 +242,7 @@ describe("qwenvl handles", function()
       assert.are.equal("closed", h:status())
       socket.sleep(0.8)
       qwenvl.step()
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
     end)
 
     it("wait(0.05) during the back-off returns pending", function()

@@ -27,27 +27,10 @@ local function count_fds(pid)
 end
 
 describe("qwenvl.chat_many", function()
-  local srv, dir, IMG
-
-  local function req(t)
-    t = t or {}
-    t.api_key = t.api_key or srv.key
-    t.base_url = t.base_url or srv.base_url
-    t.prompt = t.prompt or "describe"
-    if t.image == nil and t.images == nil then t.image = IMG end
-    return t
-  end
-
-  setup(function()
-    srv = standin.start { key = "sk-standin-test" }
-    dir = fx.tmpdir()
-    IMG = fx.png(dir .. "/a.png", 32, 32)
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    if dir then fx.rm(dir) end
-  end)
+  local env = fx.standin_env()
+  local req = env.req
+  setup(env.start)
+  teardown(env.stop)
 
   -- The fault mix: kind -> how to build the request and what must come back.
   local KINDS = {
@@ -125,7 +108,7 @@ describe("qwenvl.chat_many", function()
         end
       end
       if expect[i].model then
-        assert.are.equal(#k.steps, srv:scenario(expect[i].model).attempts, "stand-in attempts at " .. i)
+        assert.are.equal(#k.steps, env.srv:scenario(expect[i].model).attempts, "stand-in attempts at " .. i)
       end
     end
     assert.are.equal(nfail, failures)
@@ -152,13 +135,13 @@ describe("qwenvl.chat_many", function()
   it("rpm is honoured at the stand-in (12 requests, rpm = 240)", function()
     local requests = {}
     for i = 1, 12 do requests[i] = req { prompt = "rpm " .. i } end
-    srv:reset()
+    env.srv:reset()
     local t0 = now()
     local results, failures = qwenvl.chat_many(requests, { concurrency = 8, rpm = 240 })
     local took = now() - t0
     assert.are.equal(0, failures)
     assert.are.equal(12, #results)
-    local arrivals = srv:stats().arrivals
+    local arrivals = env.srv:stats().arrivals
     assert.are.equal(12, #arrivals)
     table.sort(arrivals)
     local mean_gap = (arrivals[12] - arrivals[1]) / 11
@@ -186,18 +169,18 @@ describe("qwenvl.chat_many", function()
       local _, failures = q.chat_many(rs, { concurrency = 4, tpm = tonumber(os.getenv("TPM")) })
       print("finished " .. failures)
     ]]
-    local env = { IMG = IMG, KEY = srv.key, BASE = srv.base_url }
-    srv:reset()
-    env.TPM = "250"
-    local out = fx.lua("timeout 3 " .. interp, env, code, cpath)
+    local vars = { IMG = env.img, KEY = env.srv.key, BASE = env.srv.base_url }
+    env.srv:reset()
+    vars.TPM = "250"
+    local out = fx.lua("timeout 3 " .. interp, vars, code, cpath)
     assert.is_nil(out:find("finished", 1, true), out)
-    assert.are.equal(2, srv:stats().chat_requests)
+    assert.are.equal(2, env.srv:stats().chat_requests)
     -- control: a budget that fits them all lets all four through at once
-    srv:reset()
-    env.TPM = "100000"
-    out = fx.lua("timeout 10 " .. interp, env, code, cpath)
+    env.srv:reset()
+    vars.TPM = "100000"
+    out = fx.lua("timeout 10 " .. interp, vars, code, cpath)
     assert.matches("finished 0", out)
-    assert.are.equal(4, srv:stats().chat_requests)
+    assert.are.equal(4, env.srv:stats().chat_requests)
   end)
 
   it("runs concurrently: 32 × 300 ms with concurrency = 16 finish well under 32 × 300 ms", function()
@@ -205,14 +188,14 @@ describe("qwenvl.chat_many", function()
     for i = 1, 32 do
       requests[i] = req { prompt = "slow " .. i, model = standin.scenario_model("conc", "delay=300") }
     end
-    srv:reset()
+    env.srv:reset()
     local t0 = now()
     local results, failures = qwenvl.chat_many(requests, { concurrency = 16 })
     local took = now() - t0
     assert.are.equal(0, failures)
     for i = 1, 32 do assert.is_truthy(results[i].text:find('"prompt":"slow ' .. i .. '"', 1, true)) end
     assert.is_true(took < 0.5 * 32 * 0.3, "took " .. took .. " s")
-    local st = srv:stats()
+    local st = env.srv:stats()
     assert.is_true(st.max_in_flight <= 16, "max_in_flight " .. st.max_in_flight)
     assert.is_true(st.max_in_flight >= 2, "max_in_flight " .. st.max_in_flight)
   end)
@@ -222,10 +205,10 @@ describe("qwenvl.chat_many", function()
     for i = 1, 20 do
       requests[i] = req { model = standin.scenario_model("cap", "delay=100") }
     end
-    srv:reset()
+    env.srv:reset()
     local _, failures = qwenvl.chat_many(requests, { concurrency = 4 })
     assert.are.equal(0, failures)
-    local st = srv:stats()
+    local st = env.srv:stats()
     assert.is_true(st.max_in_flight <= 4, "max_in_flight " .. st.max_in_flight)
     assert.are.equal(20, st.chat_requests)
   end)
@@ -248,10 +231,10 @@ describe("qwenvl.chat_many", function()
   it("reuses connections across the batch", function()
     local requests = {}
     for i = 1, 64 do requests[i] = req { prompt = "reuse " .. i } end
-    srv:reset()
+    env.srv:reset()
     local _, failures = qwenvl.chat_many(requests, { concurrency = 8 })
     assert.are.equal(0, failures)
-    local st = srv:stats()
+    local st = env.srv:stats()
     assert.are.equal(64, st.chat_requests)
     assert.is_true(st.connections <= 16, st.connections .. " connections for 64 requests")
   end)

@@ -11,16 +11,10 @@ local socket = require("socket")
 local now = socket.gettime
 
 describe("qwenvl streaming", function()
-  local srv, dir, IMG
-
-  local function req(t)
-    t = t or {}
-    t.api_key = srv.key
-    t.base_url = t.base_url or srv.base_url
-    t.prompt = t.prompt or "describe"
-    if t.image == nil and t.images == nil then t.image = IMG end
-    return t
-  end
+  local env = fx.standin_env()
+  local req = env.req
+  setup(env.start)
+  teardown(env.stop)
 
   -- chat with on_delta, returning r, err and the calls {text, kind}.
   local function chat_collect(t)
@@ -39,21 +33,10 @@ describe("qwenvl streaming", function()
   end
 
   local function last_body(model)
-    local recs = srv:requests(model)
+    local recs = env.srv:requests(model)
     assert.is_true(#recs >= 1, "the stand-in saw no request for " .. model)
     return recs[#recs].body, #recs
   end
-
-  setup(function()
-    srv = standin.start { key = "sk-standin-test" }
-    dir = fx.tmpdir()
-    IMG = fx.png(dir .. "/a.png", 32, 32)
-  end)
-
-  teardown(function()
-    if srv then srv:stop() end
-    if dir then fx.rm(dir) end
-  end)
 
   describe("blocking chat with on_delta", function()
     it("delivers content deltas whose concatenation is result.text", function()
@@ -179,7 +162,7 @@ describe("qwenvl streaming", function()
     end)
 
     it("json_mode + enable_thinking is refused locally, nothing is sent", function()
-      local before = srv:stats().chat_requests
+      local before = env.srv:stats().chat_requests
       local r, err = qwenvl.chat(req { prompt = "answer in json", json_mode = true, enable_thinking = true })
       assert.is_nil(r)
       assert.are.equal("invalid_request", err.code)
@@ -189,7 +172,7 @@ describe("qwenvl streaming", function()
         enable_thinking = true, stream = true })
       assert.is_nil(h)
       assert.are.equal("invalid_request", herr.code)
-      assert.are.equal(before, srv:stats().chat_requests)
+      assert.are.equal(before, env.srv:stats().chat_requests)
     end)
   end)
 
@@ -284,7 +267,7 @@ describe("qwenvl streaming", function()
       assert.are.equal(full.text:sub(1, #err.text), err.text)
       assert.are.equal(err.text, joined(calls, "content"))
       socket.sleep(0.2)
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
     end)
 
     it("the same through a handle", function()
@@ -300,7 +283,7 @@ describe("qwenvl streaming", function()
       assert.is_true(#err.text > 0)
       assert.are.equal(err.text, table.concat(got))
       h:close()
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
     end)
 
     it("stall=2000 with idle_timeout_s=0.3 ends with timeout and the partial text", function()
@@ -316,7 +299,7 @@ describe("qwenvl streaming", function()
       assert.are.equal(err.text, joined(calls, "content"))
       assert.are.equal(1, err.attempts)
       assert.is_true(took >= 0.25 and took < 1.8, "took " .. took .. " s")
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
     end)
 
     -- Known bug (src/qv_handle.c pump): when an {"error":...} event arrives
@@ -393,7 +376,7 @@ describe("qwenvl streaming", function()
       assert.are.equal("network", err.code)
       assert.are.equal(1, err.attempts)
       assert.is_true(#joined(calls, "content") > 0)
-      assert.are.equal(1, srv:scenario(model).attempts)
+      assert.are.equal(1, env.srv:scenario(model).attempts)
       assert.are.equal(joined(calls, "content"), err.text)
     end)
 

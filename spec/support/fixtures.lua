@@ -84,6 +84,32 @@ function M.lua(interp, env, code, cpath)
   return M.sh(table.concat(parts, " "))
 end
 
+-- For a describe block: a stand-in, a temp dir and a 32x32 PNG.
+--   local env = fx.standin_env()
+--   setup(env.start) teardown(env.stop)
+-- env.req(t) fills in key, base URL, a prompt and the image.
+function M.standin_env(opts)
+  local env = {}
+  function env.start()
+    env.srv = require("spec.support.standin").start(opts or { key = "sk-standin-test" })
+    env.dir = M.tmpdir()
+    env.img = M.png(env.dir .. "/a.png", 32, 32)
+  end
+  function env.stop()
+    if env.srv then env.srv:stop() end
+    if env.dir then M.rm(env.dir) end
+  end
+  function env.req(t)
+    t = t or {}
+    t.api_key = t.api_key or env.srv.key
+    t.base_url = t.base_url or env.srv.base_url
+    t.prompt = t.prompt or "describe"
+    if t.image == nil and t.images == nil then t.image = env.img end
+    return t
+  end
+  return env
+end
+
 -- The interpreter and module folder of the running suite.
 function M.interp()
   if type(jit) == "table" then return "luajit", "./build/luajit/?.so" end
