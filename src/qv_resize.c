@@ -62,8 +62,17 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_ok;              /* written once, under vips_once */
 
+static void quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                  gpointer ud) {
+  (void)domain; (void)level; (void)msg; (void)ud;
+}
+
 static void init_vips(void) {
   vips_ok = vips_init("qwenvl") == 0;
+  /* A corrupt tile makes libvips print warnings on stderr: inside an editor
+  ** or a web server that is noise; the failure reaches the caller as an
+  ** error table. Only the VIPS domain's warnings, as VIPS_WARNING=0 does. */
+  g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, quiet, NULL);
   /* Every call here is new bytes: the operation cache could never hit,
   ** and would keep up to 100 operations alive, holding decoded pixels and
   ** blobs that point into input buffers we have already freed. */
