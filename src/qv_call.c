@@ -303,7 +303,7 @@ void qv_call_finished(qv_call *c, CURLcode code) {
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     c->status = status;
     if (c->streaming) qv_sse_finish(&c->sse, on_event, c);
-    c->retryable = qv_retry_status(status);
+    c->retryable = qv_retry_status(status) && !c->committed;
     if (c->retryable && retry_later(c, now)) return;
     done(c, QV_END_RESPONSE);
   } else if (c->end == QV_END_TOO_LARGE) {
@@ -313,7 +313,7 @@ void qv_call_finished(qv_call *c, CURLcode code) {
     c->retryable = 1;
     done(c, QV_END_BUDGET);
   } else {
-    c->retryable = transient(code) && !c->sse_error;
+    c->retryable = transient(code) && !c->sse_error && !c->committed;
     if (c->retryable && retry_later(c, now)) return;
     done(c, QV_END_TRANSPORT);
   }

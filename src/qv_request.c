@@ -339,6 +339,7 @@ static int image_source(plan_ctx *x, const char *f, const char *s, size_t n,
   lua_State *L = x->L;
   const char *why = NULL;
   qv_image_info info;
+  if (memchr(s, '\0', n) != NULL) return bad(L, f, "%s contains a NUL byte", f);
   char sha[65], msg[600];
   int shrunk;
   lua_newtable(L);
@@ -783,10 +784,21 @@ static int opt_num(lua_State *L, int req, const char *k, double *dst,
   return r;
 }
 
+/* An optional path or URL option: no control characters (they would reach
+** libcurl as is). The string stays alive in the request table. */
+static int opt_str(lua_State *L, int req, const char *k, const char **out) {
+  const char *s = NULL;
+  size_t n = 0;
+  int r = get_str(L, req, k, &s, &n, 4096);
+  *out = NULL;
+  if (r <= 0) return r;
+  if (has_ctl(s, n, 1)) return bad(L, k, "%s contains control characters", k);
+  *out = s;
+  return 1;
+}
+
 static int read_transport(lua_State *L, int req, qv_call_opts *o, int chat) {
   double retries = 2, max_bytes = 64.0 * 1024 * 1024, unused = 0;
-  const char *s;
-  size_t n;
   o->backoff_s = 1.5;
   o->timeout_s = chat ? 120 : 30;
   o->connect_timeout_s = 10;
@@ -804,11 +816,11 @@ static int read_transport(lua_State *L, int req, qv_call_opts *o, int chat) {
     return -1;
   o->max_retries = (int)retries;
   o->max_response_bytes = (size_t)max_bytes;
-#define OPT_STR(name) \
-  if (get_str(L, req, #name, &s, &n, 4096) < 0) return -1; \
-  lua_getfield(L, req, #name); o->name = lua_tostring(L, -1); lua_pop(L, 1);
-  OPT_STR(cainfo) OPT_STR(capath) OPT_STR(proxy) OPT_STR(noproxy)
-#undef OPT_STR
+  if (opt_str(L, req, "cainfo", &o->cainfo) < 0 ||
+      opt_str(L, req, "capath", &o->capath) < 0 ||
+      opt_str(L, req, "proxy", &o->proxy) < 0 ||
+      opt_str(L, req, "noproxy", &o->noproxy) < 0)
+    return -1;
   return 1;
 }
 

@@ -197,6 +197,25 @@ static void push_scrubbed(lua_State *L, const qv_call *c, const char *s,
   luaL_pushresult(&b);
 }
 
+/* Every string field of the error table on top, scrubbed of the key
+** (servers echo what they were sent: codes, ids, messages). */
+static void scrub_error(lua_State *L, const qv_call *c) {
+  int t = lua_gettop(L);
+  size_t kn = 0;
+  if (call_key(c, &kn) == NULL) return;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t n;
+      const char *v = lua_tolstring(L, -1, &n);
+      lua_pushvalue(L, -2);
+      push_scrubbed(L, c, v, n);
+      lua_rawset(L, t);                /* existing key: allowed in lua_next */
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* ---- streams ---------------------------------------------------------- */
 
 void qv_stream_init(qv_stream *s) {
@@ -395,7 +414,8 @@ static void push_http_error(lua_State *L, qv_call *c, int st) {
   lua_setfield(L, -2, "raw");
   set_common(L, c, st);
   if (lua_gettop(L) > top + 2) {     /* drop the decoded body below */
-    lua_replace(L, top + 2);
+    lua_replace(L, top + 2);          /* err */
+    lua_pushnil(L);
     lua_replace(L, top + 1);
     lua_settop(L, top + 2);
   }
@@ -645,7 +665,7 @@ static int finish_chat(lua_State *L, qv_call *c, int st, qv_stream *s) {
   return 1;
 }
 
-int qv_result_finish(lua_State *L, qv_call *c, int st, qv_stream *s) {
+static int finish(lua_State *L, qv_call *c, int st, qv_stream *s) {
   int kind_models;
   lua_getfield(L, st, "callback_error");
   if (!lua_isnil(L, -1)) {
@@ -699,4 +719,10 @@ int qv_result_finish(lua_State *L, qv_call *c, int st, qv_stream *s) {
   lua_pop(L, 2);
   if (kind_models) return finish_models(L, c, st);
   return finish_chat(L, c, st, s);
+}
+
+int qv_result_finish(lua_State *L, qv_call *c, int st, qv_stream *s) {
+  int n = finish(L, c, st, s);
+  if (n == 2) scrub_error(L, c);
+  return n;
 }
