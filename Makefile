@@ -77,6 +77,8 @@ test: deps
 	$(MAKE) --no-print-directory test-lua54
 	$(MAKE) --no-print-directory test-luajit
 	$(MAKE) --no-print-directory test-hosts
+	$(MAKE) --no-print-directory fuzz-regress
+	@echo "make test: every suite passed"
 
 test-lua54:
 	busted -o utfTerminal $(SPECS)
