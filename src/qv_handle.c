@@ -82,13 +82,7 @@ static void pump(lua_State *L, qv_handle *h) {
   if (qv_result_emit(L, st, &h->stream, h->call->state == QV_DONE) != 0)
     qv_call_cancel(h->call);      /* on_delta raised: stop this request */
   if (h->call->state == QV_DONE) {
-    int n;
-    if (h->call->end == QV_END_CANCELED) {
-      lua_getfield(L, st, "callback_error");
-      if (!lua_isnil(L, -1)) h->call->end = QV_END_RESPONSE;
-      lua_pop(L, 1);
-    }
-    n = qv_result_finish(L, h->call, st, &h->stream);
+    int n = qv_result_finish(L, h->call, st, &h->stream);
     if (n == 1) {
       lua_setfield(L, st, "final1");   /* the result */
     } else {
