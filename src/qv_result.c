@@ -611,7 +611,7 @@ static int finish_chat(lua_State *L, qv_call *c, int st, qv_stream *s) {
       lua_getfield(L, msg, "reasoning_content");
       if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, res, "reasoning");
       else lua_pop(L, 1);
-      lua_getfield(L, msg - 1, "finish_reason");
+      lua_getfield(L, msg - 1, "finish_reason");     /* on the choice */
       if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, res, "finish_reason");
       else lua_pop(L, 1);
     } else {
