@@ -7,13 +7,21 @@
 #                        (bytes uploaded, wall time, peak RSS), writes
 #                        bench/resize-results.md
 #   make test-resize     just spec/resize_spec.lua on lua5.4 and luajit
+#
+# libvips is compiled against (its headers: types, constants, prototypes)
+# but not linked: src/qv_resize.c dlopen()s libvips.so.42 on the first
+# resize. Linked, its ~100 shared libraries cost every require("qwenvl")
+# ~50 ms warm (150-250 ms cold), resizing or not. At run time a missing
+# libvips only makes resizing fail (apt-get install libvips42).
 
 VIPS ?= $(shell pkg-config --exists vips 2>/dev/null && echo 1 || echo 0)
 
 ifeq ($(VIPS),1)
 # -isystem keeps glib's headers out of our warnings
 VIPS_CFLAGS := -DQV_HAVE_VIPS $(patsubst -I%,-isystem %,$(shell pkg-config --cflags vips))
-VIPS_LIBS := $(shell pkg-config --libs vips)
+# dlopen is in libc from glibc 2.34; older C libraries need -ldl
+VIPS_LIBS := $(shell printf '\043include <dlfcn.h>\nint main(void) { return dlopen("x", RTLD_NOW) != 0; }\n' \
+  | $(CC) -x c -o /dev/null - 2>/dev/null || echo -ldl)
 else
 VIPS_CFLAGS :=
 VIPS_LIBS :=

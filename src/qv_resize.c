@@ -1,5 +1,6 @@
 /*
 ** qv_resize: downscale and re-encode images with libvips (see qv_resize.h).
+** libvips is dlopen()ed on the first resize, not linked (see init_vips).
 */
 #include <math.h>
 #include <stdio.h>
@@ -56,11 +57,86 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
 
 #else
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <vips/vips.h>
 
+/* libvips is not linked: it pulls in ~100 shared libraries, ~50 ms at
+** require() even for callers that never resize. It is dlopen()ed on the
+** first resize, and every libvips/GObject/GLib function used below is
+** called through this table. The headers still give the types, the
+** constants and (through check_prototypes) the prototypes.
+**   X(return type, field, symbol, parameters)
+** Field names are not the symbols: glib may define some of those as
+** function-like macros. */
+#define VIPS_API_LIST(X) \
+  X(int, init, vips_init, (const char *argv0)) \
+  X(void, cache_set_max, vips_cache_set_max, (int max)) \
+  X(guint, log_set_handler, g_log_set_handler, \
+    (const gchar *domain, GLogLevelFlags levels, GLogFunc fn, gpointer ud)) \
+  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
+  X(void, error_clear, vips_error_clear, (void)) \
+  X(void, gfree, g_free, (gpointer mem)) \
+  X(void, object_unref, g_object_unref, (gpointer object)) \
+  X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
+    (const void *data, size_t size)) \
+  X(VipsImage *, new_from_buffer, vips_image_new_from_buffer, \
+    (const void *buf, size_t len, const char *option_string, ...)) \
+  X(int, get_width, vips_image_get_width, (const VipsImage *image)) \
+  X(int, get_height, vips_image_get_height, (const VipsImage *image)) \
+  X(VipsInterpretation, get_interpretation, vips_image_get_interpretation, \
+    (const VipsImage *image)) \
+  X(GType, get_typeof, vips_image_get_typeof, \
+    (const VipsImage *image, const char *name)) \
+  X(int, get_orientation, vips_image_get_orientation, (VipsImage *image)) \
+  X(gboolean, get_orientation_swap, vips_image_get_orientation_swap, \
+    (VipsImage *image)) \
+  X(gboolean, hasalpha, vips_image_hasalpha, (VipsImage *image)) \
+  X(int, thumbnail_buffer, vips_thumbnail_buffer, \
+    (void *buf, size_t len, VipsImage **out, int width, ...)) \
+  X(VipsArrayDouble *, array_double_new, vips_array_double_new, \
+    (const double *array, int n)) \
+  X(void, area_unref, vips_area_unref, (VipsArea *area)) \
+  X(int, flatten, vips_flatten, (VipsImage *in, VipsImage **out, ...)) \
+  X(int, jpegsave_buffer, vips_jpegsave_buffer, \
+    (VipsImage *in, void **buf, size_t *len, ...)) \
+  X(int, pngsave_buffer, vips_pngsave_buffer, \
+    (VipsImage *in, void **buf, size_t *len, ...)) \
+  X(int, webpsave_buffer, vips_webpsave_buffer, \
+    (VipsImage *in, void **buf, size_t *len, ...))
+
+typedef struct vips_api {
+#define FIELD(ret, field, sym, params) ret (*field) params;
+  VIPS_API_LIST(FIELD)
+#undef FIELD
+} vips_api;
+
+static const struct { const char *sym; size_t off; } vips_syms[] = {
+#define ENTRY(ret, field, sym, params) { #sym, offsetof(vips_api, field) },
+  VIPS_API_LIST(ENTRY)
+#undef ENTRY
+};
+
+/* sonames to try, in order: the runtime package's, then the dev symlink */
+static const char *const vips_sonames[] = { "libvips.so.42", "libvips.so" };
+
+/* the memcpy in init_vips relies on it (POSIX guarantees it for dlsym) */
+typedef char qv_fnptr_is_voidptr[sizeof(int (*)(void)) == sizeof(void *) ? 1 : -1];
+
+/* Written once, by init_vips under vips_once; read-only afterwards. */
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
-static int vips_ok;              /* written once, under vips_once */
+static vips_api V;
+static int vips_ok;
+static char vips_why[320];       /* why !vips_ok */
+
+/* Never called: makes the compiler check each entry's type against the
+** header's prototype (sizeof does not evaluate, so nothing is linked). */
+static void check_prototypes(void) {
+#define CHECK(ret, field, sym, params) (void)sizeof(V.field = sym);
+  VIPS_API_LIST(CHECK)
+#undef CHECK
+}
 
 static void quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg,
                   gpointer ud) {
@@ -68,15 +144,57 @@ static void quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg,
 }
 
 static void init_vips(void) {
-  vips_ok = vips_init("qwenvl") == 0;
+  vips_api api;
+  void *h = NULL;
+  char err[200] = "";
+  size_t i;
+  (void)check_prototypes;
+  for (i = 0; h == NULL && i < sizeof vips_sonames / sizeof *vips_sonames; i++) {
+    h = dlopen(vips_sonames[i], RTLD_NOW | RTLD_LOCAL);
+    /* report the first (versioned) soname's error, not the dev symlink's */
+    if (h == NULL && i == 0) {
+      const char *e = dlerror();
+      snprintf(err, sizeof err, "%s", e ? e : vips_sonames[0]);
+    }
+  }
+  if (h == NULL) {
+    snprintf(vips_why, sizeof vips_why,
+             "libvips could not be loaded (%s); cannot resize (set "
+             "resize=\"off\", or install libvips: apt-get install libvips42)", err);
+    return;
+  }
+  /* dlsym on the handle searches libvips and its dependencies (GObject,
+  ** GLib); the handle stays open for the life of the process */
+  memset(&api, 0, sizeof api);
+  for (i = 0; i < sizeof vips_syms / sizeof *vips_syms; i++) {
+    void *p;
+    (void)dlerror();
+    p = dlsym(h, vips_syms[i].sym);
+    if (p == NULL) {
+      snprintf(vips_why, sizeof vips_why,
+               "libvips could not be loaded (it has no %s: too old?); "
+               "cannot resize (set resize=\"off\", or install a newer "
+               "libvips: apt-get install libvips42)", vips_syms[i].sym);
+      return;
+    }
+    /* POSIX: a function pointer has the representation of a void * */
+    memcpy((char *)&api + vips_syms[i].off, &p, sizeof p);
+  }
+  V = api;
+  if (V.init("qwenvl") != 0) {
+    snprintf(vips_why, sizeof vips_why,
+             "libvips failed to initialise; cannot resize (set resize=\"off\")");
+    return;
+  }
+  vips_ok = 1;
   /* A corrupt tile makes libvips print warnings on stderr: inside an editor
   ** or a web server that is noise; the failure reaches the caller as an
   ** error table. Only the VIPS domain's warnings, as VIPS_WARNING=0 does. */
-  g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, quiet, NULL);
+  V.log_set_handler("VIPS", G_LOG_LEVEL_WARNING, quiet, NULL);
   /* Every call here is new bytes: the operation cache could never hit,
   ** and would keep up to 100 operations alive, holding decoded pixels and
   ** blobs that point into input buffers we have already freed. */
-  if (vips_ok) vips_cache_set_max(0);
+  V.cache_set_max(0);
 }
 
 int qv_resize_available(void) {
@@ -86,7 +204,7 @@ int qv_resize_available(void) {
 
 /* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
 static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
-  char *e = vips_error_buffer_copy();
+  char *e = V.error_buffer_copy();
   size_t k;
   const char *m = e ? e : "";
   while (*m == ' ' || *m == '\n') m++;
@@ -94,7 +212,7 @@ static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
   for (k = strlen(ri->msg); k > 0 && (ri->msg[k - 1] == '\n' || ri->msg[k - 1] == ' '); k--)
     ri->msg[k - 1] = '\0';
   for (k = 0; ri->msg[k]; k++) if (ri->msg[k] == '\n') ri->msg[k] = ';';
-  g_free(e);
+  V.gfree(e);
   *why = ri->msg;
   return -1;
 }
@@ -122,33 +240,33 @@ static int encode(const unsigned char *in, size_t n, int tw, int th,
   VipsImage *t = NULL, *flat = NULL;
   int r;
   /* the input stays ours: the blob neither copies nor frees it */
-  if (vips_thumbnail_buffer((void *)(size_t)in, n, &t, tw, "height", th,
-                            "size", VIPS_SIZE_DOWN,
-                            "option_string", "fail_on=truncated", NULL) != 0)
+  if (V.thumbnail_buffer((void *)(size_t)in, n, &t, tw, "height", th,
+                         "size", VIPS_SIZE_DOWN,
+                         "option_string", "fail_on=truncated", NULL) != 0)
     return -1;
-  *ow = vips_image_get_width(t);
-  *oh = vips_image_get_height(t);
-  if (fmt == QV_FMT_JPEG && vips_image_hasalpha(t)) {
+  *ow = V.get_width(t);
+  *oh = V.get_height(t);
+  if (fmt == QV_FMT_JPEG && V.hasalpha(t)) {
     VipsArrayDouble *white;
     double bg[1] = { 255.0 };
-    if (vips_image_get_interpretation(t) == VIPS_INTERPRETATION_RGB16 ||
-        vips_image_get_interpretation(t) == VIPS_INTERPRETATION_GREY16)
+    if (V.get_interpretation(t) == VIPS_INTERPRETATION_RGB16 ||
+        V.get_interpretation(t) == VIPS_INTERPRETATION_GREY16)
       bg[0] = 65535.0;
-    white = vips_array_double_new(bg, 1);
-    r = vips_flatten(t, &flat, "background", white, NULL);
-    vips_area_unref(VIPS_AREA(white));
-    g_object_unref(t);
+    white = V.array_double_new(bg, 1);
+    r = V.flatten(t, &flat, "background", white, NULL);
+    V.area_unref(VIPS_AREA(white));
+    V.object_unref(t);
     if (r != 0) return -1;
     t = flat;
   }
   if (fmt == QV_FMT_PNG)
-    r = vips_pngsave_buffer(t, buf, len, "strip", TRUE, "compression", 6, NULL);
+    r = V.pngsave_buffer(t, buf, len, "strip", TRUE, "compression", 6, NULL);
   else if (fmt == QV_FMT_WEBP)
-    r = vips_webpsave_buffer(t, buf, len, "strip", TRUE, "Q", q, NULL);
+    r = V.webpsave_buffer(t, buf, len, "strip", TRUE, "Q", q, NULL);
   else
-    r = vips_jpegsave_buffer(t, buf, len, "strip", TRUE, "Q", q,
-                             "optimize_coding", TRUE, NULL);
-  g_object_unref(t);
+    r = V.jpegsave_buffer(t, buf, len, "strip", TRUE, "Q", q,
+                          "optimize_coding", TRUE, NULL);
+  V.object_unref(t);
   return r;
 }
 
@@ -172,28 +290,28 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
   if (!need && info->width && info->format != QV_FMT_JPEG) return 0;
   if (!qv_resize_available()) {
     if (!need) return 0;
-    *why = "libvips failed to initialise; cannot resize (set resize=\"off\")";
+    *why = vips_why;
     return -1;
   }
-  nick = vips_foreign_find_load_buffer(in, n);
+  nick = V.find_load_buffer(in, n);
   if (!loader_ok(nick, info->format)) {
-    vips_error_clear();
+    V.error_clear();
     if (!need) return 0;
     *why = "cannot decode the image: libvips has no safe loader for it";
     return -1;
   }
-  hdr = vips_image_new_from_buffer(in, n, "", NULL);
+  hdr = V.new_from_buffer(in, n, "", NULL);
   if (hdr == NULL) {
-    if (!need) { vips_error_clear(); return 0; }
+    if (!need) { V.error_clear(); return 0; }
     return vips_fail(ri, "cannot decode the image", why);
   }
-  ri->in_w = ri->out_w = (unsigned)vips_image_get_width(hdr);
-  ri->in_h = ri->out_h = (unsigned)vips_image_get_height(hdr);
-  ri->orientation = vips_image_get_typeof(hdr, VIPS_META_ORIENTATION)
-    ? vips_image_get_orientation(hdr) : 0;
-  swap = vips_image_get_orientation_swap(hdr);
-  alpha = vips_image_hasalpha(hdr);
-  g_object_unref(hdr);
+  ri->in_w = ri->out_w = (unsigned)V.get_width(hdr);
+  ri->in_h = ri->out_h = (unsigned)V.get_height(hdr);
+  ri->orientation = V.get_typeof(hdr, VIPS_META_ORIENTATION)
+    ? V.get_orientation(hdr) : 0;
+  swap = V.get_orientation_swap(hdr);
+  alpha = V.hasalpha(hdr);
+  V.object_unref(hdr);
   if (ri->orientation > 1 && ri->orientation <= 8) need = 1;
   if (too_big(ri->in_w, ri->in_h, info->format, n, max_pixels, o->max_side)) need = 1;
   if (!need) return 0;
@@ -239,7 +357,7 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
     if (((double)ow * oh > (double)max_pixels ||
          (o->max_side && ((unsigned)ow > o->max_side || (unsigned)oh > o->max_side)))
         && nudges++ < 8) {
-      g_free(buf);
+      V.gfree(buf);
       scale *= 0.997;
       tries--;
       continue;
@@ -248,7 +366,7 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
     if (url <= QV_DATA_URL_LIMIT) {
       qv_buf_reset(out);
       qv_buf_add(out, buf, len);
-      g_free(buf);
+      V.gfree(buf);
       if (out->oom) { *why = "out of memory"; return -1; }
       ri->out_w = (unsigned)ow;
       ri->out_h = (unsigned)oh;
@@ -257,7 +375,7 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
       ri->resized = 1;
       return 0;
     }
-    g_free(buf);
+    V.gfree(buf);
     /* too large as a data URL: lower the quality, then the size */
     if (fmt != QV_FMT_PNG && q > 50) q = q - 15 < 50 ? 50 : q - 15;
     else if (fmt == QV_FMT_PNG && !alpha && o->format != QV_FMT_PNG) fmt = QV_FMT_JPEG;

@@ -3,7 +3,10 @@
 ** uploaded. Decoding, shrink-on-load, EXIF autorotation, conversion to
 ** sRGB and re-encoding are done by libvips; the module builds without it
 ** (QV_HAVE_VIPS undefined) and then refuses only the requests that need a
-** resize. No Lua here; the only global state is vips_init, run once.
+** resize. libvips is not linked: it is dlopen()ed (libvips.so.42) on the
+** first call that needs it, so loading the module stays cheap; when it
+** cannot be loaded, only the requests that need a resize fail. No Lua
+** here; the only global state is that load plus vips_init, run once.
 */
 #ifndef QV_RESIZE_H
 #define QV_RESIZE_H
@@ -36,7 +39,8 @@ typedef struct qv_resize_info {
   char msg[200];              /* storage for *why of a libvips error */
 } qv_resize_info;
 
-/* 1 when built with libvips and vips_init succeeded. */
+/* 1 when built with libvips, libvips could be loaded at run time and
+** vips_init succeeded. The first call loads it (~100 shared libraries). */
 int qv_resize_available(void);
 
 /* Decide from info/n/o whether the image needs work, and if so decode it

@@ -3,6 +3,8 @@
 ** images. The module entry point: the engine (one per Lua state, held as
 ** an upvalue, never a C global), cjson, and the functions Lua sees.
 */
+#define _GNU_SOURCE 1  /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -13,7 +15,16 @@
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_code = CURLE_OK;  /* written once, under curl_once */
 
-static void init_curl(void) { curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT); }
+/* Once per process: libcurl's global init, and pin this module in memory.
+** lua_close() dlcloses C modules, but libcurl's resolver threads and
+** libvips (loaded on demand, with a log handler here) may outlive the Lua
+** state; unloading the code under them would crash the host. */
+static void init_once(void) {
+  Dl_info self;
+  curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (dladdr((void *)&qv_lua_engine, &self) && self.dli_fname != NULL)
+    (void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
 
 qv_engine *qv_lua_engine(lua_State *L) {
   qv_engine_ud *u = lua_touserdata(L, QV_UPV_ENGINE);
@@ -90,7 +101,7 @@ int luaopen_qwenvl(lua_State *L) {
     { "timeout_ms", m_timeout_ms }, { "step", m_step }, { NULL, NULL }
   };
   qv_engine_ud *u;
-  pthread_once(&curl_once, init_curl);
+  pthread_once(&curl_once, init_once);
   if (curl_init_code != CURLE_OK)
     return luaL_error(L, "qwenvl: curl_global_init failed: %s",
                       curl_easy_strerror(curl_init_code));
