@@ -8,6 +8,8 @@
 #ifndef QV_LUA_H
 #define QV_LUA_H
 
+#include <stdarg.h>
+
 #include "qv_compat.h"
 #include "qv_call.h"
 
@@ -57,7 +59,16 @@ void qv_stream_free(qv_stream *s);
 void qv_error_push(lua_State *L, const char *code, const char *message,
                    long status, int retryable, int attempts);
 void qv_error_set(lua_State *L, const char *field, const char *value);
-int qv_error_invalid(lua_State *L, const char *field, const char *fmt, ...);
+#if defined(__GNUC__)
+#define QV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define QV_PRINTF(f, a)
+#endif
+/* Push nil, {code="invalid_request", field=field, message=...}; returns 0. */
+int qv_error_invalid(lua_State *L, const char *field, const char *fmt, ...)
+  QV_PRINTF(3, 4);
+int qv_error_invalidv(lua_State *L, const char *field, const char *fmt,
+                      va_list ap) QV_PRINTF(3, 0);
 void qv_error_register(lua_State *L);
 /* Decode a JSON string with cjson (upvalue); pushes value or nothing. */
 int qv_json_decode(lua_State *L, const char *s, size_t n);

@@ -67,8 +67,14 @@ typedef struct plan_ctx {
 
 /* ---- field readers: 1 ok, 0 absent, -1 error pushed ------------------- */
 
-static int bad(lua_State *L, const char *field, const char *fmt, const char *a) {
-  qv_error_invalid(L, field, fmt, a);
+static int bad(lua_State *L, const char *field, const char *fmt, ...)
+  QV_PRINTF(3, 4);
+
+static int bad(lua_State *L, const char *field, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  qv_error_invalidv(L, field, fmt, ap);
+  va_end(ap);
   return -1;
 }
 
@@ -450,7 +456,7 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 static int build_content(plan_ctx *x, const char *prompt, size_t plen,
                          const char *detail, int content) {
   lua_State *L = x->L;
-  int n, i, infos;
+  int n = 0, i, infos;
   if (image_list(x, &n) < 0) return -1;
   x->img = calloc((size_t)n, sizeof *x->img);
   if (x->img == NULL) return bad(L, "image", "%s", "out of memory");

@@ -84,11 +84,17 @@ void qv_error_set(lua_State *L, const char *field, const char *value) {
 }
 
 int qv_error_invalid(lua_State *L, const char *field, const char *fmt, ...) {
-  char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  qv_error_invalidv(L, field, fmt, ap);
   va_end(ap);
+  return 0;
+}
+
+int qv_error_invalidv(lua_State *L, const char *field, const char *fmt,
+                      va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
   lua_pushnil(L);
   qv_error_push(L, "invalid_request", msg, 0, 0, 0);
   qv_error_set(L, "field", field);
