@@ -22,8 +22,9 @@ static qv_handle *check_handle(lua_State *L, int i) {
   return luaL_checkudata(L, i, QV_HANDLE_MT);
 }
 
-/* Plan the request at idx and start it; pushes the handle, or nil, err. */
-static int handle_new(lua_State *L, int idx) {
+/* Plan the request at idx and start it; pushes the handle, or nil, err.
+** kind is "chat" or "models". */
+static int handle_new(lua_State *L, int idx, const char *kind) {
   qv_call_opts o;
   char *body = NULL;
   size_t len = 0;
@@ -31,7 +32,7 @@ static int handle_new(lua_State *L, int idx) {
   qv_handle *h;
   int plan, st;
   idx = qv_absindex(L, idx);
-  if (!qv_request_plan(L, idx, "chat", &o, &body, &len)) return 0;
+  if (!qv_request_plan(L, idx, kind, &o, &body, &len)) return 0;
   plan = lua_gettop(L);
   lua_createtable(L, 0, 8);
   st = lua_gettop(L);
@@ -240,56 +241,32 @@ void qv_handle_register(lua_State *L) {
 int qv_handle_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  return handle_new(L, 1) ? 1 : 2;
+  return handle_new(L, 1, "chat") ? 1 : 2;
+}
+
+/* A handle waited on at once, then freed (not left to the next GC). */
+static int run_blocking(lua_State *L, const char *kind) {
+  qv_handle *h;
+  int n;
+  lua_settop(L, 1);
+  if (!handle_new(L, 1, kind)) return 2;
+  h = check_handle(L, 2);
+  n = wait_for(L, h, -1);
+  lua_pushcfunction(L, handle_close);
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 0);
+  return n;
 }
 
 int qv_handle_chat(lua_State *L) {
-  qv_handle *h;
-  int n;
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  if (!handle_new(L, 1)) return 2;
-  h = check_handle(L, 2);
-  n = wait_for(L, h, -1);
-  lua_pushcfunction(L, handle_close);  /* free now, not at the next GC */
-  lua_pushvalue(L, 2);
-  lua_call(L, 1, 0);
-  return n;
+  return run_blocking(L, "chat");
 }
 
 int qv_handle_models(lua_State *L) {
-  qv_call_opts o;
-  char *body = NULL;
-  size_t len = 0;
-  const char *why = NULL;
-  qv_handle *h;
-  int n;
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  if (!qv_request_plan(L, 1, "models", &o, &body, &len)) return 2;
-  lua_createtable(L, 0, 2);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "plan");      /* st = {plan = plan} at 2 */
-  h = qv_newudata(L, sizeof *h);
-  memset(h, 0, sizeof *h);
-  qv_stream_init(&h->stream);
-  luaL_getmetatable(L, QV_HANDLE_MT);
-  lua_setmetatable(L, -2);
-  h->call = qv_call_new(qv_lua_engine(L), &o, body, len, &why);
-  if (h->call == NULL) {
-    h->closed = 1;
-    lua_pushnil(L);
-    qv_error_push(L, "network", why ? why : "cannot start the request", 0, 0, 0);
-    return 2;
-  }
-  lua_pushvalue(L, 2);
-  h->st = luaL_ref(L, LUA_REGISTRYINDEX);
-  n = wait_for(L, h, -1);
-  lua_pushcfunction(L, handle_close);
-  lua_pushvalue(L, 3);
-  lua_call(L, 1, 0);
-  return n;
+  return run_blocking(L, "models");
 }
 
 /* ---- chat_many ---------------------------------------------------------- */
@@ -420,7 +397,7 @@ int qv_handle_chat_many(lua_State *L) {
         lua_settop(L, top);
         continue;
       }
-      if (!handle_new(L, top + 1)) {
+      if (!handle_new(L, top + 1, "chat")) {
         many_report(L, results, on_result, cb_errors, next++, lua_gettop(L), 1);
         failures++; finished++;
         lua_settop(L, top);

@@ -470,6 +470,16 @@ static void push_transport_error(lua_State *L, qv_call *c, int st) {
   set_common(L, c, st);
 }
 
+/* nil, a bad_response error carrying the body as received; returns 2. */
+static int bad_body(lua_State *L, qv_call *c, int st, const char *why) {
+  lua_pushnil(L);
+  qv_error_push(L, "bad_response", why, c->status, 0, c->attempts);
+  push_scrubbed(L, c, c->body_in.data ? c->body_in.data : "", c->body_in.len);
+  lua_setfield(L, -2, "raw");
+  set_common(L, c, st);
+  return 2;
+}
+
 /* Attach what a stream delivered before it failed. */
 static void set_partial(lua_State *L, qv_stream *s) {
   if (s == NULL) return;
@@ -549,13 +559,8 @@ static int push_content_text(lua_State *L, int msg) {
 static int finish_models(lua_State *L, qv_call *c, int st) {
   int res, body, i, n = 0;
   if (!qv_json_decode(L, c->body_in.data ? c->body_in.data : "", c->body_in.len)
-      || !lua_istable(L, -1)) {
-    lua_pushnil(L);
-    qv_error_push(L, "bad_response", "models list is not JSON", c->status, 0,
-                  c->attempts);
-    set_common(L, c, st);
-    return 2;
-  }
+      || !lua_istable(L, -1))
+    return bad_body(L, c, st, "models list is not JSON");
   body = lua_gettop(L);
   lua_newtable(L);
   res = lua_gettop(L);
@@ -600,15 +605,8 @@ static int finish_chat(lua_State *L, qv_call *c, int st, qv_stream *s) {
   } else {
     int body, msg;
     if (!qv_json_decode(L, c->body_in.data ? c->body_in.data : "",
-                        c->body_in.len) || !lua_istable(L, -1)) {
-      lua_pushnil(L);
-      qv_error_push(L, "bad_response", "response body is not JSON",
-                    c->status, 0, c->attempts);
-      push_scrubbed(L, c, c->body_in.data ? c->body_in.data : "", c->body_in.len);
-      lua_setfield(L, -2, "raw");
-      set_common(L, c, st);
-      return 2;
-    }
+                        c->body_in.len) || !lua_istable(L, -1))
+      return bad_body(L, c, st, "response body is not JSON");
     body = lua_gettop(L);
     if (field_table(L, body, "choices") && index_table(L, -1, 1) &&
         field_table(L, -1, "message")) {
@@ -621,13 +619,7 @@ static int finish_chat(lua_State *L, qv_call *c, int st, qv_stream *s) {
       if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, res, "finish_reason");
       else lua_pop(L, 1);
     } else {
-      lua_pushnil(L);
-      qv_error_push(L, "bad_response", "response has no choices[1].message",
-                    c->status, 0, c->attempts);
-      push_scrubbed(L, c, c->body_in.data, c->body_in.len);
-      lua_setfield(L, -2, "raw");
-      set_common(L, c, st);
-      return 2;
+      return bad_body(L, c, st, "response has no choices[1].message");
     }
     lua_settop(L, body);
     lua_getfield(L, body, "model");
