@@ -2,6 +2,7 @@
 -- against the DashScope stand-in: every exit code, the original script's
 -- quickstart commands, the evidence it leaves, help examples that work.
 local standin = require("spec.support.standin")
+local fx = require("spec.support.fixtures")
 local evidence = require("qwenvl.evidence")
 local cli = require("qwenvl.cli")
 local cjson = require("cjson")
@@ -22,19 +23,9 @@ end
 local ROOT = sh("pwd"):gsub("%s+$", "")
 local BIN = ROOT .. "/bin/qwenvl"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = fx.try_read
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = fx.write
 
 local function tmpdir()
   local p = os.tmpname()

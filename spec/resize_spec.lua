@@ -4,6 +4,7 @@
 -- (libvips-tools) and python3; noise comes from /dev/urandom through
 -- `vips rawload`, so it is incompressible.
 local qwenvl = require("qwenvl")
+local fx = require("spec.support.fixtures")
 local standin = require("spec.support.standin")
 local cjson = require("cjson")
 
@@ -28,18 +29,9 @@ local function have(cmd)
   return s ~= ""
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = fx.read
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = fx.write
 
 local function fsize(path) return #read(path) end
 

@@ -1,6 +1,7 @@
 -- qwenvl.schema: every supported keyword with a passing and a failing
 -- document, error paths and messages, cjson-decoded schemas.
 local schema = require("qwenvl.schema")
+local fx = require("spec.support.fixtures")
 local cjson = require("cjson")
 
 local function J(s) return cjson.decode(s) end
@@ -17,12 +18,7 @@ local function check(doc, s, expected_errors)
   end
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = fx.read
 
 describe("qwenvl.schema", function()
   describe("the seed invoice schema", function()

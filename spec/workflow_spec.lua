@@ -2,6 +2,7 @@
 -- DashScope stand-in: probe (success and each failure class), run, verify,
 -- the repair attempt, evidence records (complete, atomic, no key, no base64).
 local qwenvl = require("qwenvl")
+local fx = require("spec.support.fixtures")
 local workflow = require("qwenvl.workflow")
 local evidence = require("qwenvl.evidence")
 local standin = require("spec.support.standin")
@@ -24,18 +25,9 @@ local function tmpdir()
   return p
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = fx.read
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = fx.write
 
 -- an RGB PNG of w x h pixels (made with python3, like the stand-in)
 local function make_png(path, w, h)

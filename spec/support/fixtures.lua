@@ -30,6 +30,15 @@ function M.read(path)
   return s
 end
 
+-- The file's bytes, or nil when it cannot be read.
+function M.try_read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 function M.write(path, bytes)
   local f = assert(io.open(path, "wb"))
   f:write(bytes)
