@@ -256,6 +256,10 @@ function M.start(opts)
     args[#args + 1] = tostring(math.floor(opts.max_concurrent))
   end
   if opts.verbose then args[#args + 1] = "--verbose" end
+  if opts.tls_cert then   -- HTTPS; records and health on a plain control port
+    args[#args + 1] = "--tls-cert " .. shell_quote(opts.tls_cert)
+    args[#args + 1] = "--tls-key " .. shell_quote(opts.tls_key or opts.tls_cert)
+  end
   args[#args + 1] = "2>>" .. shell_quote(log_path)
   local cmd = table.concat(args, " ")
   local handle, perr = io.popen(cmd, "r")
@@ -265,6 +269,7 @@ function M.start(opts)
   end
   local line = handle:read("*l")
   local port, pid = (line or ""):match("^PORT (%d+) PID (%d+)")
+  local control = (line or ""):match(" CONTROL (%d+)")
   if not port then
     pcall(handle.close, handle)
     local errtext = read_all(log_path)
@@ -279,10 +284,11 @@ function M.start(opts)
     host = host,
     key = key,
     log_path = log_path,
-    root_url = string.format("http://%s:%s", host, port),
+    root_url = string.format("http://%s:%s", host, control or port),
     stopped = false,
   }
-  srv.base_url = srv.root_url .. M.PREFIX
+  srv.base_url = string.format("%s://%s:%s", control and "https" or "http", host, port)
+    .. M.PREFIX
   srv = attach_gc(srv)
   -- Wait until it answers (it already listens, so this is quick).
   local deadline = socket.gettime() + 10

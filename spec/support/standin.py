@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -1167,6 +1168,8 @@ def main(argv=None):
     ap.add_argument("--key", default="sk-standin-test")
     ap.add_argument("--max-concurrent", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="its private key (PEM)")
     ap.add_argument("--parent-pid", type=int, default=0,
                     help="exit when this process disappears (default: the parent at start)")
     args = ap.parse_args(argv)
@@ -1174,6 +1177,17 @@ def main(argv=None):
 
     srv = Server((args.host, args.port), Handler)
     port = srv.server_address[1]
+    control = None
+    if args.tls_cert:
+        # HTTPS on the main port (the handshake runs in each handler thread);
+        # the test's own reads of /_standin/* go to a plain control port.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key or args.tls_cert)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
+        control = Server((args.host, 0), Handler)
+        threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.2},
+                         daemon=True).start()
 
     def on_signal(signum, frame):
         raise SystemExit(0)
@@ -1205,7 +1219,8 @@ def main(argv=None):
     if parent > 1:
         threading.Thread(target=watchdog, daemon=True).start()
 
-    sys.stdout.write("PORT %d PID %d\n" % (port, os.getpid()))
+    sys.stdout.write("PORT %d PID %d%s\n" % (port, os.getpid(),
+                     " CONTROL %d" % control.server_address[1] if control else ""))
     sys.stdout.flush()
     log("listening on %s:%d" % (args.host, port))
     try:
