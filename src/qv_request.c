@@ -188,31 +188,42 @@ static int credentials_key(qv_buf *out) {
   return found && out->len > 0;
 }
 
-/* Resolve base URL and region into the plan table, the key into key.
+/* The name of a known base URL, else "custom". */
+static const char *region_of(const char *base, size_t n) {
+  int i;
+  for (i = 0; regions[i][0]; i++)
+    if (strlen(regions[i][1]) == n && strncmp(regions[i][1], base, n) == 0)
+      return regions[i][0];
+  return "custom";
+}
+
+/* Resolve base URL and region into the plan table, the key into key:
+** request, then environment, then the credentials file (key) or cn.
 ** Returns 1, or -1 with an error pushed. */
 static int resolve_target(lua_State *L, int req, int plan, qv_buf *key,
                           const char **key_source) {
-  const char *s, *env, *region = NULL, *base = NULL;
-  size_t n;
-  int r;
-  char field[16];
-  if ((r = get_str(L, req, "api_key", &s, &n, 512)) < 0) return -1;
-  if (r == 1) { qv_buf_add(key, s, n); *key_source = "request"; }
-  else if ((env = getenv("DASHSCOPE_API_KEY")) != NULL && *env) {
-    qv_buf_adds(key, env); *key_source = "env";
-  } else if (credentials_key(key)) *key_source = "credentials";
+  const char *s = NULL, *env, *region = NULL, *base = NULL;
+  size_t n = 0;
+  int r = get_str(L, req, "api_key", &s, &n, 512);
+  if (r < 0) return -1;
+  if (r == 1) {
+    qv_buf_add(key, s, n);
+    *key_source = "request";
+  } else if ((env = getenv("DASHSCOPE_API_KEY")) != NULL && *env) {
+    qv_buf_adds(key, env);
+    *key_source = "env";
+  } else if (credentials_key(key)) {
+    *key_source = "credentials";
+  }
   if (key->len && has_ctl(key->data, key->len, 0))
     return bad(L, "api_key", "%s", "api_key contains spaces or control characters");
-  if ((r = get_str(L, req, "region", &region, &n, 16)) < 0) return -1;
-  if ((r = get_str(L, req, "base_url", &base, &n, 2048)) < 0) return -1;
-  strcpy(field, "base_url");
+  if (get_str(L, req, "region", &region, &n, 16) < 0 ||
+      get_str(L, req, "base_url", &base, &n, 2048) < 0)
+    return -1;
   if (base == NULL && region == NULL) {
     if ((env = getenv("DASHSCOPE_BASE_URL")) != NULL && *env) base = env;
-    else if ((env = getenv("DASHSCOPE_REGION")) != NULL && *env) {
-      region = env;
-      strcpy(field, "region");
-    }
-  } else if (base == NULL) strcpy(field, "region");
+    else if ((env = getenv("DASHSCOPE_REGION")) != NULL && *env) region = env;
+  }
   if (region != NULL && region_url(region) == NULL)
     return bad(L, "region", "region must be one of cn, intl, us, hk (got '%s')",
                region);
@@ -221,20 +232,10 @@ static int resolve_target(lua_State *L, int req, int plan, qv_buf *key,
   while (n > 0 && base[n - 1] == '/') n--;
   if (!(strncmp(base, "https://", 8) == 0 || strncmp(base, "http://", 7) == 0)
       || has_ctl(base, n, 0))
-    return bad(L, field, "%s must be an http(s) URL without spaces", "base_url");
+    return bad(L, "base_url", "%s", "base_url must be an http(s) URL without spaces");
   lua_pushlstring(L, base, n);
   lua_setfield(L, plan, "base_url");
-  lua_pushstring(L, region ? region : (base == region_url("cn") ? "cn" : "custom"));
-  if (region == NULL) {          /* name the region of a known base URL */
-    int i;
-    lua_pop(L, 1);
-    lua_pushliteral(L, "custom");
-    for (i = 0; regions[i][0]; i++)
-      if (strlen(regions[i][1]) == n && strncmp(regions[i][1], base, n) == 0) {
-        lua_pop(L, 1);
-        lua_pushstring(L, regions[i][0]);
-      }
-  }
+  lua_pushstring(L, region ? region : region_of(base, n));
   lua_setfield(L, plan, "region");
   return 1;
 }
