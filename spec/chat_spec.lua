@@ -182,6 +182,20 @@ describe("qwenvl.chat", function()
   end)
 end)
 
+describe("thinking mode", function()
+  it("passes enable_thinking and thinking_budget, and streams under the hood", function()
+    local plan = assert(qwenvl.prepare{ prompt = "p", image = "https://x/y.png", api_key = "k",
+      enable_thinking = true, thinking_budget = 100 })
+    assert.is_true(plan.body.enable_thinking)
+    assert.are.equal(100, plan.body.thinking_budget)
+    assert.is_true(plan.body.stream)
+    assert.are.same({ include_usage = true }, plan.body.stream_options)
+    local _, err = qwenvl.prepare{ prompt = "p", image = "https://x/y.png", api_key = "k",
+      enable_thinking = true, json_mode = true }
+    assert.are.equal("json_mode", err.field)
+  end)
+end)
+
 describe("where requests go and which key they carry", function()
   it("maps regions to DashScope's compatible-mode endpoints", function()
     local want = {

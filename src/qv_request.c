@@ -627,7 +627,8 @@ static int plan_chat(plan_ctx *x, qv_call_opts *o, char **out, size_t *out_len) 
              *system = NULL, *schema_text = NULL;
   size_t plen = 0, n;
   double max_tokens = 512, temperature = 0.2, budget = 0;
-  int json_mode = 0, stream = 0, thinking = 0, has_thinking = 0, has_schema = 0;
+  int json_mode = 0, stream = 0, thinking = 0, has_thinking = 0, has_schema = 0,
+      has_budget = 0;
   const char *encoded;
   size_t enc_len;
   luaL_Buffer pb;
@@ -646,7 +647,8 @@ static int plan_chat(plan_ctx *x, qv_call_opts *o, char **out, size_t *out_len) 
   if (get_bool(L, req, "json_mode", &json_mode) < 0) return -1;
   if (get_bool(L, req, "stream", &stream) < 0) return -1;
   if ((has_thinking = get_bool(L, req, "enable_thinking", &thinking)) < 0) return -1;
-  if ((r = get_num(L, req, "thinking_budget", &budget, 1, 1e7, 1)) < 0) return -1;
+  if ((has_budget = get_num(L, req, "thinking_budget", &budget, 1, 1e7, 1)) < 0)
+    return -1;
   lua_getfield(L, req, "on_delta");
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return bad(L, "on_delta", "%s", "on_delta must be a function");
@@ -743,7 +745,7 @@ static int plan_chat(plan_ctx *x, qv_call_opts *o, char **out, size_t *out_len) 
     lua_pushboolean(L, thinking);
     lua_setfield(L, body, "enable_thinking");
   }
-  if (r == 1) {
+  if (has_budget == 1) {
     lua_pushinteger(L, (lua_Integer)budget);
     lua_setfield(L, body, "thinking_budget");
   }
