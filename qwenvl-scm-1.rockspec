@@ -56,6 +56,7 @@ build = {
         "src/qv_result.c",
         "src/qv_retry.c",
         "src/qv_sse.c",
+        "src/qv_target.c",
         "src/qwenvl.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L", "_DEFAULT_SOURCE" },

@@ -14,20 +14,13 @@
 
 #include "qv_lua.h"
 #include "qv_image.h"
-#include "qv_ini.h"
+#include "qv_target.h"
 #include "qv_resize.h"
 
 #define QV_FILE_MAX (64u << 20)     /* read limit for local images */
 #define QV_PROMPT_MAX (1u << 20)
 #define QV_MAX_IMAGES 250           /* DashScope's base64 per-request cap */
 
-static const char *const regions[][2] = {
-  { "cn", "https://dashscope.aliyuncs.com/compatible-mode/v1" },
-  { "intl", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" },
-  { "us", "https://dashscope-us.aliyuncs.com/compatible-mode/v1" },
-  { "hk", "https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1" },
-  { NULL, NULL }
-};
 
 static const char *const chat_fields[] = {
   "prompt", "image", "images", "model", "max_tokens", "temperature",
@@ -163,79 +156,24 @@ static int check_known(lua_State *L, int t, const char *const *names) {
 
 /* ---- where to send it, with which key --------------------------------- */
 
-static const char *region_url(const char *r) {
-  int i;
-  for (i = 0; regions[i][0]; i++)
-    if (strcmp(regions[i][0], r) == 0) return regions[i][1];
-  return NULL;
-}
-
-/* Key from ~/.alibabacloud/credentials into out; 1 if found. */
-static int credentials_key(qv_buf *out) {
-  const char *home = getenv("HOME"), *why = NULL, *profile;
-  char path[4096];
-  qv_buf text;
-  int found = 0;
-  if (home == NULL || *home == '\0') return 0;
-  profile = getenv("ALIBABA_CLOUD_PROFILE");
-  if (profile == NULL || *profile == '\0') profile = getenv("ALICLOUD_PROFILE");
-  if (profile == NULL || *profile == '\0') profile = "default";
-  snprintf(path, sizeof path, "%s/.alibabacloud/credentials", home);
-  qv_buf_init(&text);
-  if (qv_image_read_file(path, 1u << 20, &text, &why) == 0)
-    found = qv_ini_find(text.data, text.len, profile, "dashscope_api_key", out);
-  qv_buf_free(&text);
-  return found && out->len > 0;
-}
-
-/* The name of a known base URL, else "custom". */
-static const char *region_of(const char *base, size_t n) {
-  int i;
-  for (i = 0; regions[i][0]; i++)
-    if (strlen(regions[i][1]) == n && strncmp(regions[i][1], base, n) == 0)
-      return regions[i][0];
-  return "custom";
-}
-
-/* Resolve base URL and region into the plan table, the key into key:
-** request, then environment, then the credentials file (key) or cn.
-** Returns 1, or -1 with an error pushed. */
+/* The request's key, region and base URL, resolved by qv_target into the
+** plan table (base_url, region) and key. Returns 1, or -1 with an error. */
 static int resolve_target(lua_State *L, int req, int plan, qv_buf *key,
                           const char **key_source) {
-  const char *s = NULL, *env, *region = NULL, *base = NULL;
-  size_t n = 0;
-  int r = get_str(L, req, "api_key", &s, &n, 512);
-  if (r < 0) return -1;
-  if (r == 1) {
-    qv_buf_add(key, s, n);
-    *key_source = "request";
-  } else if ((env = getenv("DASHSCOPE_API_KEY")) != NULL && *env) {
-    qv_buf_adds(key, env);
-    *key_source = "env";
-  } else if (credentials_key(key)) {
-    *key_source = "credentials";
-  }
-  if (key->len && has_ctl(key->data, key->len, 0))
-    return bad(L, "api_key", "%s", "api_key contains spaces or control characters");
-  if (get_str(L, req, "region", &region, &n, 16) < 0 ||
+  const char *k = NULL, *region = NULL, *base = NULL, *field = NULL;
+  size_t kn = 0, n;
+  char msg[160];
+  qv_target t;
+  if (get_str(L, req, "api_key", &k, &kn, 512) < 0 ||
+      get_str(L, req, "region", &region, &n, 16) < 0 ||
       get_str(L, req, "base_url", &base, &n, 2048) < 0)
     return -1;
-  if (base == NULL && region == NULL) {
-    if ((env = getenv("DASHSCOPE_BASE_URL")) != NULL && *env) base = env;
-    else if ((env = getenv("DASHSCOPE_REGION")) != NULL && *env) region = env;
-  }
-  if (region != NULL && region_url(region) == NULL)
-    return bad(L, "region", "region must be one of cn, intl, us, hk (got '%s')",
-               region);
-  if (base == NULL) base = region_url(region ? region : "cn");
-  n = strlen(base);
-  while (n > 0 && base[n - 1] == '/') n--;
-  if (!(strncmp(base, "https://", 8) == 0 || strncmp(base, "http://", 7) == 0)
-      || has_ctl(base, n, 0))
-    return bad(L, "base_url", "%s", "base_url must be an http(s) URL without spaces");
-  lua_pushlstring(L, base, n);
+  if (qv_target_resolve(k, kn, region, base, key, &t, &field, msg, sizeof msg) != 0)
+    return bad(L, field, "%s", msg);
+  *key_source = t.key_source;
+  lua_pushlstring(L, t.base, t.base_len);
   lua_setfield(L, plan, "base_url");
-  lua_pushstring(L, region ? region : region_of(base, n));
+  lua_pushstring(L, t.region);
   lua_setfield(L, plan, "region");
   return 1;
 }
@@ -243,9 +181,9 @@ static int resolve_target(lua_State *L, int req, int plan, qv_buf *key,
 void qv_request_regions(lua_State *L) {
   int i;
   lua_newtable(L);
-  for (i = 0; regions[i][0]; i++) {
-    lua_pushstring(L, regions[i][1]);
-    lua_setfield(L, -2, regions[i][0]);
+  for (i = 0; qv_regions[i][0]; i++) {
+    lua_pushstring(L, qv_regions[i][1]);
+    lua_setfield(L, -2, qv_regions[i][0]);
   }
 }
 
@@ -263,6 +201,7 @@ void qv_request_config(lua_State *L, int idx) {
   lua_pushboolean(L, key.len > 0);
   lua_setfield(L, plan, "has_key");
   if (source) { lua_pushstring(L, source); lua_setfield(L, plan, "key_source"); }
+  if (key.data) memset(key.data, 0, key.len);
   qv_buf_free(&key);
 }
 
