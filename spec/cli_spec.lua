@@ -13,12 +13,7 @@ local KEY = "sk-qwenvlcli-FAKEKEY-77a1f0"
 local Q = evidence.shell_quote
 local LUA = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("(%d+%.%d+)"))
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local s = p:read("*a")
-  p:close()
-  return s
-end
+local function sh(cmd) return (fx.sh(cmd)) end  -- output only
 
 local ROOT = sh("pwd"):gsub("%s+$", "")
 local BIN = ROOT .. "/bin/qwenvl"

@@ -11,12 +11,7 @@ local cjson = require("cjson")
 -- a recognizable fake key: it must appear in no record and no output
 local KEY = "sk-qwenvlspec-FAKEKEY-8c1e5d"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local s = p:read("*a")
-  p:close()
-  return s
-end
+local function sh(cmd) return (fx.sh(cmd)) end  -- output only
 
 local function tmpdir()
   local p = os.tmpname()
