@@ -1,4 +1,4 @@
-# mk/hosts.mk: host integration tests (issue 5), included by the Makefile.
+# mk/hosts.mk: host integration tests (issue 5; also HTTP/2 through nginx), included by the Makefile.
 #
 #   make test-hosts     build lua5.1/lua5.3/luajit/lua5.4 modules, then run
 #                       spec/hosts/*_test.lua on Lua 5.4: 5.1/5.3 smoke,
