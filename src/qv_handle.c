@@ -132,7 +132,8 @@ static int wait_for(lua_State *L, qv_handle *h, double limit) {
     pump(L, h);
     if (h->finished) return push_final(L, h);
     ms = -1;
-    if (h->stream.pend_text.len || h->stream.pend_reason.len) ms = 50;
+    /* text held back by coalescing: look again soon, emit decides */
+    if (h->stream.pend_text.len || h->stream.pend_reason.len) ms = 10;
     if (until >= 0) {
       double left = until - qv_now();
       if (left <= 0) break;
