@@ -26,8 +26,7 @@ SRC := $(wildcard src/*.c)
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 HDR := $(wildcard src/*.h)
 
-.PHONY: all clean test deps test-lua54 test-luajit demo \
-        lint
+.PHONY: all clean test deps test-lua54 test-luajit demo
 
 all: $(BUILD)/qwenvl.so
 

@@ -55,11 +55,7 @@ local function read_cmd(cmd)
   return s, ok, code
 end
 
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write_file = require("spec.support.fixtures").write
 
 local function fsize(path)
   local f = io.open(path, "rb")

@@ -22,12 +22,7 @@ local read = fx.try_read
 
 local write = fx.write
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(evidence.mkdir_p(p))
-  return p
-end
+local tmpdir = fx.tmpdir
 
 local function make_png(path, w, h)
   local py = "import sys,zlib,struct\n"

@@ -22,11 +22,7 @@ local function read_file(path)
   return s
 end
 
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write_file = require("spec.support.fixtures").write
 
 local TMP = os.tmpname()
 os.remove(TMP)

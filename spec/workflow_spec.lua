@@ -13,12 +13,7 @@ local KEY = "sk-qwenvlspec-FAKEKEY-8c1e5d"
 
 local function sh(cmd) return (fx.sh(cmd)) end  -- output only
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(evidence.mkdir_p(p))
-  return p
-end
+local tmpdir = fx.tmpdir
 
 local read = fx.read
 
