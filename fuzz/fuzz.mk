@@ -8,10 +8,10 @@
 #   make units           build and run spec/c/test_units.c with gcc
 #
 # A target `t` is fuzz/fuzz_t.c linked with $(FUZZ_EXTRA_t) and
-# $(FUZZ_LIBS_t); to add one, append to FUZZ_TARGETS and set those two.
+# $(FUZZ_LIBS_t); to add one, add a block below (one target per block).
 
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS = sse data_url image ini retry_after base64
+FUZZ_TARGETS := sse data_url image ini retry_after base64 response
 
 FUZZ_CC ?= clang
 FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -27,6 +27,12 @@ FUZZ_EXTRA_image ?= src/qv_image.c src/qv_buf.c
 FUZZ_EXTRA_ini ?= src/qv_ini.c src/qv_buf.c
 FUZZ_EXTRA_retry_after ?= src/qv_retry.c
 FUZZ_EXTRA_base64 ?= src/qv_image.c src/qv_buf.c
+
+# response: field extraction and stream folding of the real binding code in
+# a Lua 5.4 state with Debian's lua-cjson; no network, no engine.
+FUZZ_EXTRA_response = src/qv_result.c src/qv_buf.c src/qv_compat.c
+FUZZ_LIBS_response = -llua5.4 -lcurl
+$(FUZZ_DIR)/fuzz_response: FUZZ_CFLAGS += -I/usr/include/lua5.4
 
 FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 
