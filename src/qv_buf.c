@@ -75,13 +75,3 @@ void qv_buf_addc(qv_buf *b, char c) {
   b->data[b->len++] = c;
   b->data[b->len] = '\0';
 }
-
-void qv_buf_consume(qv_buf *b, size_t n) {
-  if (n >= b->len) {
-    qv_buf_reset(b);
-    return;
-  }
-  memmove(b->data, b->data + n, b->len - n);
-  b->len -= n;
-  b->data[b->len] = '\0';
-}

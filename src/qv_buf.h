@@ -24,6 +24,5 @@ int qv_buf_reserve(qv_buf *b, size_t extra);      /* 0 on failure */
 void qv_buf_add(qv_buf *b, const void *p, size_t n);
 void qv_buf_adds(qv_buf *b, const char *s);
 void qv_buf_addc(qv_buf *b, char c);
-void qv_buf_consume(qv_buf *b, size_t n);         /* drop n bytes from front */
 
 #endif

@@ -2,7 +2,7 @@
 ** qv_image: what an image input is, without decoding it.
 ** Format sniffing from magic bytes, pixel size from the header,
 ** data-URL validation and base64 encoding. Pure functions over bytes:
-** no Lua, no I/O (except qv_image_read_file), fuzzed in fuzz/.
+** no Lua, no I/O, fuzzed in fuzz/.
 */
 #ifndef QV_IMAGE_H
 #define QV_IMAGE_H
@@ -48,11 +48,5 @@ int qv_base64_decode(qv_buf *out, const char *s, size_t n);
 int qv_data_url_check(const char *s, size_t n, qv_format *fmt,
                       const char **payload, size_t *payload_len,
                       const char **why);
-
-/* Read a whole regular file into out (at most max bytes). Returns 0, or
-** -1 with a static *why ("not a regular file", "file is empty", "file is
-** larger than ...", "file changed while being read", strerror text). */
-int qv_image_read_file(const char *path, size_t max, qv_buf *out,
-                       const char **why);
 
 #endif

@@ -1,8 +1,12 @@
 /*
-** qv_ini: read one key from one section of an INI file, the format of
-** ~/.alibabacloud/credentials. "[section]" headers, "key = value" or
-** "key=value" lines, ';' and '#' comments, optional quotes around the
-** value, surrounding whitespace ignored, CRLF tolerated.
+** qv_ini: read one key from the two small configuration formats qwenvl
+** looks at. INI, the format of ~/.alibabacloud/credentials: "[section]"
+** headers, "key = value" lines, ';' and '#' comments, optional quotes
+** around the value. And .env, as python-dotenv (which the Python script
+** this project replaces relied on) reads it: "KEY=value" lines, optional
+** "export ", single quotes literal, double quotes with \n \" \\ escapes,
+** an unquoted value ending at " #". Surrounding whitespace is ignored
+** and CRLF tolerated in both. Pure functions over text.
 */
 #ifndef QV_INI_H
 #define QV_INI_H
@@ -14,5 +18,9 @@
 ** 0 when absent. The section match is exact; key match is exact. */
 int qv_ini_find(const char *text, size_t n, const char *section,
                 const char *key, qv_buf *out);
+
+/* Search .env text for key. Returns 1 and sets out to the value of the
+** last assignment (later lines win, as in python-dotenv), 0 when absent. */
+int qv_dotenv_find(const char *text, size_t n, const char *key, qv_buf *out);
 
 #endif
