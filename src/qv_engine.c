@@ -1,30 +1,31 @@
 /*
-** qv_engine: curl multi + epoll + timers (see qv_engine.h).
-** We drive curl through curl_multi_socket_action so the set of sockets is
-** known to us at all times; that set lives in an epoll instance whose fd
-** a host loop can watch.
+** qv_engine: curl multi + qv_watch + timers (see qv_engine.h).
+** We drive curl through curl_multi_socket_action so that the set of
+** sockets is known to us at all times; it lives in a qv_watch set whose
+** descriptor (epoll) a host loop can watch.
 */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/epoll.h>
 
 #include "qv_engine.h"
 #include "qv_call.h"
+#include "qv_watch.h"
 
 #define QV_POOL_MAX 16
 #define QV_EVENTS 64
+#define QV_KEEP_MIN 8
 
 struct qv_engine {
   int refs;
+  long pid;                     /* the process that made it */
   CURLM *multi;
-  int epfd;
+  qv_watch *watch;
   double curl_deadline;         /* < 0: curl wants no timer */
-  qv_call *calls;               /* live calls */
+  qv_link calls;                /* live calls: a ring with this head */
   int ncalls;
-  CURL *pool[QV_POOL_MAX];
+  CURL *pool[QV_POOL_MAX];      /* easy handles to reuse */
   int npool;
 };
 
@@ -37,19 +38,13 @@ double qv_now(void) {
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud,
                      void *sockp) {
   qv_engine *e = ud;
-  struct epoll_event ev;
+  int events = 0;
   (void)easy; (void)sockp;
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL);  /* may already be gone */
-    return 0;
+  if (what != CURL_POLL_REMOVE) {
+    if (what & CURL_POLL_IN) events |= QV_WATCH_IN;
+    if (what & CURL_POLL_OUT) events |= QV_WATCH_OUT;
   }
-  memset(&ev, 0, sizeof ev);
-  ev.data.fd = s;
-  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
-  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
-  if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, s, &ev);
-  return 0;
+  return qv_watch_set(e->watch, (int)s, events) == 0 ? 0 : -1;
 }
 
 static int on_timer(CURLM *multi, long ms, void *ud) {
@@ -63,13 +58,14 @@ qv_engine *qv_engine_new(const char **why) {
   qv_engine *e = calloc(1, sizeof *e);
   if (e == NULL) { *why = "out of memory"; return NULL; }
   e->refs = 1;
+  e->pid = (long)getpid();
   e->curl_deadline = -1.0;
-  e->epfd = epoll_create1(EPOLL_CLOEXEC);
-  e->multi = curl_multi_init();
-  if (e->epfd < 0 || e->multi == NULL) {
-    *why = e->epfd < 0 ? "epoll_create1 failed" : "curl_multi_init failed";
-    if (e->epfd >= 0) close(e->epfd);
-    if (e->multi) curl_multi_cleanup(e->multi);
+  e->calls.prev = e->calls.next = &e->calls;
+  e->watch = qv_watch_new(why);
+  e->multi = e->watch ? curl_multi_init() : NULL;
+  if (e->multi == NULL) {
+    if (e->watch) *why = "curl_multi_init failed";
+    qv_watch_free(e->watch);
     free(e);
     return NULL;
   }
@@ -78,7 +74,12 @@ qv_engine *qv_engine_new(const char **why) {
   curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
   curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)QV_KEEP_MIN);
   return e;
+}
+
+int qv_engine_owned(const qv_engine *e) {
+  return e != NULL && e->pid == (long)getpid();
 }
 
 void qv_engine_retain(qv_engine *e) { e->refs++; }
@@ -86,14 +87,25 @@ void qv_engine_retain(qv_engine *e) { e->refs++; }
 void qv_engine_release(qv_engine *e) {
   int i;
   if (e == NULL || --e->refs > 0) return;
+  if (!qv_engine_owned(e)) {
+    /* a forked child: the multi's connections are the parent's too; a
+    ** cleanup would close them under it (and could write TLS alerts) */
+    qv_watch_abandon(e->watch);
+    free(e);
+    return;
+  }
   for (i = 0; i < e->npool; i++) curl_easy_cleanup(e->pool[i]);
-  curl_multi_cleanup(e->multi);   /* may still call on_socket: epfd open */
-  close(e->epfd);
+  curl_multi_cleanup(e->multi);   /* may still call on_socket: watch alive */
+  qv_watch_free(e->watch);
   free(e);
 }
 
-int qv_engine_fd(const qv_engine *e) { return e->epfd; }
+int qv_engine_fd(const qv_engine *e) { return qv_watch_fd(e->watch); }
 int qv_engine_busy(const qv_engine *e) { return e->ncalls; }
+
+void qv_engine_keep_connections(qv_engine *e, long n) {
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, n > QV_KEEP_MIN ? n : (long)QV_KEEP_MIN);
+}
 
 CURL *qv_engine_take_easy(qv_engine *e) {
   if (e->npool > 0) return e->pool[--e->npool];
@@ -103,7 +115,7 @@ CURL *qv_engine_take_easy(qv_engine *e) {
 void qv_engine_give_easy(qv_engine *e, CURL *h) {
   if (h == NULL) return;
   if (e->npool < QV_POOL_MAX) {
-    curl_easy_reset(h);           /* keeps the connection/DNS caches */
+    curl_easy_reset(h);           /* keeps the connection and DNS caches */
     e->pool[e->npool++] = h;
   } else {
     curl_easy_cleanup(h);
@@ -118,26 +130,27 @@ void qv_engine_stop(qv_engine *e, CURL *h) {
   curl_multi_remove_handle(e->multi, h);
 }
 
-void qv_engine_link(qv_engine *e, qv_call *c) {
-  c->prev = NULL;
-  c->next = e->calls;
-  if (e->calls) e->calls->prev = c;
-  e->calls = c;
+void qv_engine_link(qv_engine *e, qv_link *l) {
+  l->prev = &e->calls;
+  l->next = e->calls.next;
+  e->calls.next->prev = l;
+  e->calls.next = l;
   e->ncalls++;
 }
 
-void qv_engine_unlink(qv_engine *e, qv_call *c) {
-  if (c->prev) c->prev->next = c->next; else e->calls = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->prev = c->next = NULL;
+void qv_engine_unlink(qv_engine *e, qv_link *l) {
+  if (l->next == NULL) return;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = NULL;
   e->ncalls--;
 }
 
 long qv_engine_timeout_ms(qv_engine *e) {
   double now = qv_now(), best = e->curl_deadline, ms;
-  qv_call *c;
-  for (c = e->calls; c != NULL; c = c->next) {
-    double d = qv_call_next_deadline(c);
+  qv_link *l;
+  for (l = e->calls.next; l != &e->calls; l = l->next) {
+    double d = qv_call_next_deadline((qv_call *)l);
     if (d >= 0 && (best < 0 || d < best)) best = d;
   }
   if (best < 0) return -1;
@@ -157,46 +170,54 @@ static void read_done(qv_engine *e) {
   }
 }
 
+/* Advance the calls' own timers (retry waits, idle limits). */
+static int tick_calls(qv_engine *e, double now) {
+  qv_link *l, *next;
+  int acted = 0;
+  for (l = e->calls.next; l != &e->calls; l = next) {
+    qv_call *c = (qv_call *)l;
+    qv_call_state before = qv_call_state_of(c);
+    next = l->next;                /* a tick may unlink l */
+    qv_call_tick(c, now);
+    if (qv_call_state_of(c) != before) acted = 1;
+  }
+  return acted;
+}
+
 void qv_engine_step(qv_engine *e) {
-  struct epoll_event evs[QV_EVENTS];
+  qv_watch_event evs[QV_EVENTS];
   int round;
   /* A few rounds: starting a transfer arms a zero timer that curl wants
   ** serviced at once, and finishing one may start a retry. */
   for (round = 0; round < 4; round++) {
     int n, i, running, acted = 0;
-    double now;
-    qv_call *c, *next;
-    n = epoll_wait(e->epfd, evs, QV_EVENTS, 0);
+    n = qv_watch_wait(e->watch, evs, QV_EVENTS, 0);
     for (i = 0; i < n; i++) {
       int mask = 0;
-      if (evs[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
-      if (evs[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
-      if (evs[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
-      curl_multi_socket_action(e->multi, evs[i].data.fd, mask, &running);
+      if (evs[i].events & QV_WATCH_IN) mask |= CURL_CSELECT_IN;
+      if (evs[i].events & QV_WATCH_OUT) mask |= CURL_CSELECT_OUT;
+      if (evs[i].events & QV_WATCH_ERR) mask |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(e->multi, evs[i].fd, mask, &running);
       acted = 1;
     }
-    now = qv_now();
-    if (e->curl_deadline >= 0 && e->curl_deadline <= now) {
+    if (e->curl_deadline >= 0 && e->curl_deadline <= qv_now()) {
       e->curl_deadline = -1.0;
       curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
       acted = 1;
     }
     read_done(e);
-    now = qv_now();
-    for (c = e->calls; c != NULL; c = next) {
-      qv_call_state before = c->state;
-      next = c->next;
-      qv_call_tick(c, now);
-      if (c->state != before) acted = 1;
-    }
+    if (tick_calls(e, qv_now())) acted = 1;
     if (!acted && n < QV_EVENTS) break;
   }
 }
 
-void qv_engine_wait(qv_engine *e, long ms) {
-  struct epoll_event ev;
+int qv_engine_wait(qv_engine *e, long ms) {
+  qv_watch_event ev;
   long t = qv_engine_timeout_ms(e);
   if (t >= 0 && (ms < 0 || t < ms)) ms = t;
   if (ms < 0) ms = 1000;          /* nothing scheduled: do not sleep forever */
-  if (ms > 0) epoll_wait(e->epfd, &ev, 1, (int)(ms > 60000 ? 60000 : ms));
+  if (ms == 0) return 0;
+  /* both backends are level-triggered: what this wait sees, the next
+  ** step sees again and acts on */
+  return qv_watch_wait(e->watch, &ev, 1, ms) < 0 ? -1 : 0;
 }
