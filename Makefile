@@ -16,9 +16,10 @@ LUA_INCDIR ?= $(LUA_INCDIR_$(LUA))
 CC ?= cc
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
-        -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla
+        -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla -Wdeclaration-after-statement
+# Only luaopen_qwenvl is exported: the qv_* names stay out of the host.
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -fPIC \
-        $(WARN) -I$(LUA_INCDIR) $(EXTRA_CFLAGS) $(CFLAGS) $(SAN)
+        -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(EXTRA_CFLAGS) $(CFLAGS) $(SAN)
 LIBFLAG ?= -shared
 LIBS := -lcurl -lcrypto -lpthread -lm
 

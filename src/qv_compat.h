@@ -26,10 +26,20 @@ void *qv_testudata(lua_State *L, int i, const char *tname);
 #define qv_absindex lua_absindex
 #endif
 
+/* Userdata with one user value (a table), the same on every version:
+** 5.1/LuaJIT keep it as the userdata's environment. */
 #if LUA_VERSION_NUM >= 504
 #define qv_newudata(L, sz) lua_newuserdatauv(L, (sz), 1)
+#define qv_setuservalue(L, i) lua_setiuservalue(L, (i), 1)
+#define qv_getuservalue(L, i) ((void)lua_getiuservalue(L, (i), 1))
+#elif LUA_VERSION_NUM >= 502
+#define qv_newudata(L, sz) lua_newuserdata(L, (sz))
+#define qv_setuservalue(L, i) lua_setuservalue(L, (i))
+#define qv_getuservalue(L, i) ((void)lua_getuservalue(L, (i)))
 #else
 #define qv_newudata(L, sz) lua_newuserdata(L, (sz))
+#define qv_setuservalue(L, i) ((void)lua_setfenv(L, (i)))
+#define qv_getuservalue(L, i) lua_getfenv(L, (i))
 #endif
 
 /* Integer check that accepts 3.0 on every version. */

@@ -1,0 +1,40 @@
+/*
+** qv_body: the JSON body of a chat request, from fields qv_request has
+** already checked. The body is a Lua table encoded by lua-cjson, except
+** inline images: cjson would escape every '/' of their base64 and copy
+** it twice, so the table carries a placeholder per image and the data
+** URL is written straight into the final buffer (base64 is JSON-safe as
+** it is). The same table, with each placeholder replaced by a short
+** note, is what results and evidence show as the request: safe to log.
+*/
+#ifndef QV_BODY_H
+#define QV_BODY_H
+
+#include "qv_compat.h"
+#include "qv_buf.h"
+#include "qv_images.h"
+
+typedef struct qv_body_in {
+  const char *model;
+  const char *system;           /* NULL: none */
+  const char *text;             /* the user text (prompt + JSON request) */
+  size_t text_len;
+  const char *detail;
+  lua_Integer max_tokens;
+  double temperature;
+  int json;                     /* response_format json_object */
+  int high;                     /* vl_high_resolution_images */
+  int thinking;                 /* -1: not sent, else enable_thinking */
+  lua_Integer thinking_budget;  /* 0: not sent */
+  int stream;                   /* stream + stream_options.include_usage */
+  int extra;                    /* stack index of `extra`, or 0 */
+  const qv_images *images;
+  int sources;                  /* stack index: the image sources (URLs) */
+  double min_pixels, max_pixels;  /* per image part; 0: none */
+} qv_body_in;
+
+/* Encode the body into out and push the safe copy of it. Returns 0, or
+** -1 with nil, err pushed (a field of `extra` that cannot be encoded). */
+int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out);
+
+#endif
