@@ -5,7 +5,7 @@ Test double for the qwenvl Lua module.  Python 3 standard library only.
 
     python3 spec/support/standin.py [--host 127.0.0.1] [--port 0]
         [--key sk-standin-test] [--max-concurrent N] [--verbose]
-        [--tls-cert PEM [--tls-key PEM]] [--parent-pid PID]
+        [--tls-cert PEM [--tls-key PEM]] [--parent-pid PID] [--plugin MODULE]...
 
 Prints exactly one line ``PORT <port> PID <pid>`` (plus `` CONTROL <port>``
 with TLS) to stdout once listening.
@@ -53,7 +53,9 @@ Patterns match the request path (without the query string): ``{name}`` is
 one path segment, ``{name*}`` the rest of the path, both passed
 percent-decoded as keyword arguments.  HEAD is served by GET routes.
 Requests no route matches get the 404 error body.  Modules named in
-``PLUGINS`` are imported at start when present (a missing one is skipped);
+``PLUGINS`` are imported at start when present (a missing one is skipped),
+and so is each ``--plugin MODULE`` (spec/support/standin_example_plugin.py
+is a working example, used by spec/standin_spec.lua);
 they may ``import standin`` for STATE, CONFIG, parse_fault_model,
 parse_step.  What a route function can use on ``h``: rid, raw_body,
 url_path, query (parse_qs), headers, command, auth_ok(),
@@ -306,12 +308,14 @@ ROUTER = Router(STATE)
 route = ROUTER.route
 
 
-def load_plugins(names=PLUGINS):
+def load_plugins(names=PLUGINS, optional=True):
+    """Import each module and call its register(ROUTER); with optional, a
+    module that does not exist is skipped."""
     for name in names:
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:
+            if optional and e.name == name:
                 continue
             raise
         mod.register(ROUTER)
@@ -1067,9 +1071,12 @@ def main(argv=None):
     ap.add_argument("--tls-key", help="its private key (PEM)")
     ap.add_argument("--parent-pid", type=int, default=0,
                     help="exit when this process disappears (default: the parent at start)")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="also load this route module (see 'Adding routes'); repeatable")
     args = ap.parse_args(argv)
     CONFIG.update(key=args.key, max_concurrent=max(0, args.max_concurrent), verbose=args.verbose)
-    load_plugins()
+    load_plugins(PLUGINS)
+    load_plugins(args.plugin, optional=False)
 
     srv = Server((args.host, args.port), Handler)
     port = srv.server_address[1]
