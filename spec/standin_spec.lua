@@ -899,7 +899,7 @@ describe("standin server", function()
   describe("step grammar", function()
     it("refuses unknown tokens, two kinds and misplaced modifiers loudly", function()
       for _, step in ipairs { "bogus", "ok+429", "500+503", "ok+sse", "ok+status=200",
-        "ok+echo=msg", "echo=nowhere" } do
+        "ok+echo=msg", "echo=nowhere", "500+status=abc", "oai=99", "model", "429+ra" } do
         local st, obj = chat(simple_body(fm("bad", step)))
         assert.are.equal(400, st, step)
         assert.are.equal("standin_bad_step", obj.error.code, step)
@@ -1163,6 +1163,10 @@ describe("standin server", function()
         local s = read_stream(curl { body = stream_req(fm("echo", "error_event+echo=msg")) }.body)
         assert.are.equal("data_inspection_failed", s.error.code)
         assert.is_true(has_key(s.error.message))
+        r = curl { body = simple_body(fm("echo", "502html+echo=msg")) }
+        assert.are.equal(502, r.status)
+        assert.is_truthy(r.headers["content-type"]:match("^text/html"))
+        assert.is_true(has_key(r.body))
       end)
 
       it("the records still redact the key", function()
@@ -1185,6 +1189,17 @@ describe("standin server", function()
         assert.is_true(r.ttfb >= 3, tostring(r.ttfb))
         assert.is_true(read_stream(r.body).done)
       end)
+
+      -- The record is marked before the handler thread gives its slot back.
+      local function wait_idle()
+        local st = srv:stats()
+        for _ = 1, 200 do
+          if st.in_flight == 0 then break end
+          socket.sleep(0.05)
+          st = srv:stats()
+        end
+        return st
+      end
 
       local function wait_gone(model)
         for _ = 1, 200 do
@@ -1209,7 +1224,7 @@ describe("standin server", function()
         local rec = wait_gone(model)
         assert.is_truthy(rec, "the stand-in did not notice the client leaving")
         -- the slot was given back: nothing is in flight any more
-        local stats = srv:stats()
+        local stats = wait_idle()
         assert.are.equal(0, stats.in_flight)
         assert.are.equal(before + 2, stats.chat_requests)
 
@@ -1231,7 +1246,7 @@ describe("standin server", function()
         c:close()
         assert.is_truthy(wait_gone(model), "the stand-in did not notice the client leaving a stream")
         assert.are.equal(200, (chat(simple_body(fm("after", "ok")))))
-        assert.are.equal(0, srv:stats().in_flight)
+        assert.are.equal(0, wait_idle().in_flight)
       end)
     end)
   end)

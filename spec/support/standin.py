@@ -99,7 +99,8 @@ Kinds, transport:
     notjson    200 application/json "this is not json"
     redirect   307 to the same URL on the other host name (127.0.0.1 <->
                localhost)
-    empty_choices  200 chat.completion with "choices": [] (also streamed)
+    empty_choices  200 chat.completion with "choices": [] (JSON even when
+               the request asks for a stream)
 Kinds, computed answers (a valid request; streamed when it asks):
     ok         the computed answer
     badschema  a document violating the prompt's JSON Schema
@@ -113,8 +114,9 @@ Kinds, computed answers (a valid request; streamed when it asks):
 Modifiers:
     delay=MS, slowheaders=MS   wait before answering (several add up; a
                bare "delay=MS" step is "ok+delay=MS").  A client that
-               closes the connection during the wait is noticed: nothing
-               is answered and the record gets "client_gone": true
+               closes the connection during the wait is noticed (not over
+               TLS, whose bytes cannot be peeked at): nothing is answered
+               and the record gets "client_gone": true
     norid      no x-request-id header (bodies still carry the id)
     sse        error kinds: the body in event-stream form with the error
                status: Content-Type text/event-stream;charset=UTF-8,
@@ -145,7 +147,8 @@ Modifiers:
                (x-request-id: <token>), msg (error message), code
                (error.code), escaped (error message holding the token with
                every character written as \\uXXXX).  msg/code/escaped need
-               an error kind or error_event
+               an error kind or error_event; 502html takes msg (the page
+               holds the token)
     model=NAME answer as that model (family rules: QVQ, OCR, grounding)
     fenced, bare  grounding answers with / without the ```json fence
 
@@ -409,12 +412,20 @@ def parse_step(text):
             step.mods[name] = val if val != "" else True
         else:
             step.problems.append("unknown token %r" % name)
+    for m in ("status", "ra", "ram", "radate", "model"):
+        if step.mods.get(m) is True:
+            step.problems.append("%s= needs a value" % m)
+    for m, v in (("status", step.mods.get("status")), ("oai", step.kind == "oai" and step.arg)):
+        if isinstance(v, str) and v and not (v.isdigit() and 100 <= int(v) <= 599):
+            step.problems.append("%s=%s: not an HTTP status" % (m, v))
     errorish = step.is_error()
     for m in ERROR_ONLY:
         if m in step.mods and not errorish:
             step.problems.append("%s needs an error kind, not %s" % (m, step.kind))
     if step.echo & {"msg", "code", "escaped"} and not (errorish or step.kind == "error_event"):
-        step.problems.append("echo=msg/code/escaped needs an error kind or error_event")
+        if not (step.kind == "502html" and step.echo <= {"msg"}):
+            step.problems.append("echo=msg/code/escaped needs an error kind or error_event "
+                                 "(502html takes echo=msg)")
     return step
 
 
@@ -566,7 +577,7 @@ class Handler(BaseHTTPRequestHandler):
         if step is None:
             return self.send_json(status, obj, headers)
         self.decorate_error(obj["error"])
-        status = int(_ms(step.mods["status"])) if "status" in step.mods else status
+        status = int(step.mods["status"]) if "status" in step.mods else status
         data = dumps(obj)
         if step.has("sse"):
             err = obj["error"]
@@ -792,7 +803,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_error_obj(status, self.error_obj(message, etype, code, None, with_param),
                                        headers)
         if name == "oai":
-            status = int(_ms(arg)) if arg else 400
+            status = int(arg) if arg else 400
             etype = ("server_error" if status >= 500 else "rate_limit_error" if status == 429
                      else "invalid_request_error")
             return self.send_error_obj(status, self.error_obj(
@@ -801,7 +812,10 @@ class Handler(BaseHTTPRequestHandler):
         if name == "502html":
             html = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-                    "</body>\r\n</html>\r\n").encode()
+                    "</body>\r\n</html>\r\n")
+            if "msg" in step.echo:
+                html = html.replace("<hr>", "<p>upstream saw %s</p><hr>" % self.token())
+            html = html.encode()
             return self.send_bytes(502, html, "text/html")
         if name == "reset":
             return self.rst()
@@ -817,9 +831,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "created": int(time.time()), "model": DEFAULT_MODEL,
                                         "choices": [], "system_fingerprint": None})
         # Everything else needs a valid request and a computed answer.
-        as_model = step.mods.get("model") if isinstance(step.mods.get("model"), str) else None
-        if as_model is None and faulty:
-            as_model = DEFAULT_MODEL
+        as_model = step.mods.get("model") or (DEFAULT_MODEL if faulty else None)
         try:
             a = analyse(body, as_model)
         except ApiError as e:
