@@ -11,6 +11,7 @@ Model families (``family``): the model name decides the conventions.
                              allowed streamed and non-streamed; frame lists
                              up to 2000 (plus/flash) or 512; "-thinking"
                              models always think
+    qwen3.5-* .. qwen3.9-*   the same with frame lists up to 8000
     qwen-vl-max, -plus (and their -latest / 2025-08 snapshots)
                              absolute grounding in the pixels the model saw,
                              32-pixel grid (the notes list these with 32x32
@@ -65,6 +66,7 @@ Python 3 standard library only.
 
 import json
 import math
+import re
 
 from standin_images import (ImageError, decode_data_url, inspect_image, sha256_hex,
                             smart_resize, sniff_video)
@@ -158,6 +160,8 @@ def _family(m):
         frames = 2000 if m.startswith(("qwen3-vl-plus", "qwen3-vl-flash")) else 512
         think = "always" if "-thinking" in m else "hybrid"
         return _fam("qwen3-vl", 32, "relative", False, frames, think, max_tokens=2560)
+    if re.match(r"qwen3\.[5-9]", m):
+        return _fam("qwen3.5", 32, "relative", False, 8000, "hybrid", max_tokens=2560)
     if m in _QWEN_VL_32:
         return _fam("qwen2.5-vl", 32, "absolute", True, 512, "stream")
     if m.startswith(("qwen-vl-max", "qwen-vl-plus", "qwen2.5-vl")):
