@@ -25,6 +25,23 @@ Model families (``family``): the model name decides the conventions.
     anything else            like qwen3-vl, but thinking only when streamed
                              (the stand-in's behaviour before families)
 
+Checks (400, invalid_parameter_error unless noted), in order: model and
+messages present (invalid_request_error); temperature in [0, 2);
+max_tokens in [1, 32768]; QVQ: stream only (type invalid_request_error)
+and no enable_thinking at all; json_object with enable_thinking; thinking
+without stream where the family does not allow it; every message: role one
+of system/assistant/user/tool/function, content a string or a list of
+text/image_url/video/video_url parts (null only for assistant); OCR rules;
+json_object needs "json" in some message; every image and video frame:
+data URL <= 10 MB, base64, decodable header, sides > 10 px, aspect <=
+200:1, OCR <= 15.68 MP, min_pixels/max_pixels positive integers; videos:
+fps in [0.1, 10] (default 2), frame lists of 4..the family's maximum, at
+most 64 videos.
+
+Reasoning: "thinking about <n> image(s)" when enable_thinking is true or
+the family always thinks; streamed as reasoning_content deltas before the
+content, non-streamed as message.reasoning_content.
+
 Answer, in order of precedence:
     oversize=N step          N bytes of lorem ipsum
     JSON Schema in a prompt  a document generated from it (standin_schema)
@@ -60,6 +77,21 @@ Answer, in order of precedence:
                                prompt  the last user message's text
                                system  the first system message's text
                                model   the answering model
+
+Assumptions (the notes in /work/shared/notes/dashscope-api.md document the
+limits, not these details):
+    - smart_resize defaults per family: min_pixels 4 tokens, max_pixels
+      1280 tokens on the 28 and 32 Qwen2.5-VL grids (documented: 1,003,520
+      for 28; the 32-grid qwen-vl-max/-plus value is assumed the same token
+      count, 1,310,720), 2560 tokens for Qwen3-VL (documented 2,621,440),
+      OCR 3,072 / 8,388,608 (documented); a part's max_pixels is capped at
+      16384 tokens (the documented per-image maximum) rather than refused.
+    - Grounding coordinates round half up; fenced for Qwen2.5-VL-era and
+      QVQ, bare for Qwen3-VL (either can be forced with fenced / bare).
+    - Refusal texts that DashScope does not document (QVQ with
+      enable_thinking, OCR refusals, video limits, roles and part shapes
+      apart from the "developer" one) are the stand-in's own wording; the
+      status (400) and code (invalid_parameter_error) follow the notes.
 
 Python 3 standard library only.
 """
