@@ -234,7 +234,8 @@ local function attach_gc(srv)
   return setmetatable(srv, Server)
 end
 
---- Start a stand-in.  opts: key, max_concurrent, host, python, script, verbose.
+--- Start a stand-in.  opts: key, max_concurrent, host, python, script, verbose,
+--- tls_cert, tls_key, plugins (list of route module names, see standin.py).
 function M.start(opts)
   opts = opts or {}
   local key = opts.key or M.DEFAULT_KEY
@@ -256,6 +257,9 @@ function M.start(opts)
     args[#args + 1] = tostring(math.floor(opts.max_concurrent))
   end
   if opts.verbose then args[#args + 1] = "--verbose" end
+  for _, name in ipairs(opts.plugins or {}) do  -- route modules next to standin.py
+    args[#args + 1] = "--plugin " .. shell_quote(name)
+  end
   if opts.tls_cert then   -- HTTPS; records and health on a plain control port
     args[#args + 1] = "--tls-cert " .. shell_quote(opts.tls_cert)
     args[#args + 1] = "--tls-key " .. shell_quote(opts.tls_key or opts.tls_cert)

@@ -5,36 +5,166 @@ Test double for the qwenvl Lua module.  Python 3 standard library only.
 
     python3 spec/support/standin.py [--host 127.0.0.1] [--port 0]
         [--key sk-standin-test] [--max-concurrent N] [--verbose]
+        [--tls-cert PEM [--tls-key PEM]] [--parent-pid PID] [--plugin MODULE]...
 
-Prints exactly one line ``PORT <port> PID <pid>`` to stdout once listening.
+Prints exactly one line ``PORT <port> PID <pid>`` (plus `` CONTROL <port>``
+with TLS) to stdout once listening.
+
+Modules (next to this file):
+    standin.py          the server: state, records, routing, fault steps,
+                        how answers are written to the socket
+    standin_answers.py  request validation, model families, computed
+                        answers (report, grounding, OCR), reasoning, usage
+    standin_schema.py   JSON generated from a JSON Schema in the prompt
+    standin_images.py   image/video inspection, data URLs, smart_resize
 
 API (prefix /compatible-mode/v1):
-    GET  /models                 model list (auth)
+    GET  /models, /models/<id>   model list / one model (auth)
     POST /chat/completions       chat (auth); answers are computed from the
-                                 request (see build_report / schema mode)
-Fault injection: model "fault/<scenario>/<step1>,<step2>,..." -- attempt k
-of a scenario runs step k, the last step repeats.  See STEP docs in
-Handler.run_step.
+                                 request (see standin_answers)
 Records (no auth):
     GET  /_standin/scenario/<name>   {"attempts":n,"times":[...]}
-    GET  /_standin/requests[?scenario=s]
-    GET  /_standin/stats
-    POST /_standin/reset
-    POST /_standin/shutdown
+    GET  /_standin/requests[?scenario=s]   what arrived, newest last (data
+                                 URLs summarised, a valid key redacted;
+                                 "client_gone": true when the client left
+                                 during a delay or stall)
+    GET  /_standin/stats, /_standin/health
+    POST /_standin/reset, /_standin/shutdown
+
+Adding routes (e.g. the Batch and Files APIs)
+---------------------------------------------
+Routes live in a table, ``ROUTER``; the first match wins.  Another module
+adds a group of routes with a ``register(router)`` function:
+
+    # spec/support/standin_batch.py
+    def register(router):
+        @router.route("POST", router.PREFIX + "/files")
+        def upload(h):                  # h: the Handler of this request
+            if not h.auth_ok():
+                return h.send_auth_error()
+            h.send_json(200, {...})     # h.raw_body holds the request body
+
+        @router.route("GET", router.PREFIX + "/batches/{batch_id}")
+        def get_batch(h, batch_id): ...
+
+        router.on_reset(lambda: FILES.clear())   # POST /_standin/reset
+
+Patterns match the request path (without the query string): ``{name}`` is
+one path segment, ``{name*}`` the rest of the path, both passed
+percent-decoded as keyword arguments.  HEAD is served by GET routes.
+Requests no route matches get the 404 error body.  Modules named in
+``PLUGINS`` are imported at start when present (a missing one is skipped),
+and so is each ``--plugin MODULE`` (spec/support/standin_example_plugin.py
+is a working example, used by spec/standin_spec.lua);
+they may ``import standin`` for STATE, CONFIG, parse_fault_model,
+parse_step.  What a route function can use on ``h``: rid, raw_body,
+url_path, query (parse_qs), headers, command, auth_ok(),
+send_auth_error(), send_json(status, obj, headers=()), send_bytes(status,
+data, ctype, headers=()), send_error_body(status, message, etype, code,
+param=None, headers=(), include_param=True), not_found(), rst().
+
+Fault steps
+-----------
+The model "fault/<scenario>/<step1>,<step2>,..." picks a step per attempt:
+attempt k of a scenario runs step k, the last step repeats.  A fault
+request is validated and answered as qwen3-vl-plus (see model= below).
+
+A step is tokens joined by "+", each ``name`` or ``name=value``.  At most
+one token is a KIND (what is answered); the others are MODIFIERS (how it
+is sent).  Without a kind the step answers ``ok``.  An unknown token, two
+kinds, or a modifier that needs an error kind on another kind answers 400
+with error.code "standin_bad_step" (so a typo cannot pass for "ok").
+
+Kinds, errors (JSON body {"error":{message,type,param,code},"request_id"}):
+    400        400 invalid_parameter_error ("<400> InternalError.Algo...")
+    400dif     400 data_inspection_failed
+    401        401 invalid_api_key
+    403        403 AccessDenied
+    404        404 model_not_found (no "param")
+    408        408 RequestTimeOut (retryable)
+    409        409 Conflict (retryable; DashScope documents no 409 body,
+               this one follows its shape)
+    429        429 limit_requests
+    429ra=S    429 + "Retry-After: S" (S as given: "2", "0.25", "3600")
+    429ram=MS  429 + "retry-after-ms: MS" (as given: "250", "1500.5")
+    429date=S  429 + an HTTP-date Retry-After S seconds ahead
+    500, 503, 504
+    oai[=STATUS]  OpenAI-style body: {"error":{"message","type","param":null,
+               "code":null}}, no request_id; STATUS defaults to 400
+               (type invalid_request_error; 429 rate_limit_error; >=500
+               server_error)
+Kinds, transport:
+    502html    502 nginx HTML page
+    reset      TCP RST, no response
+    notjson    200 application/json "this is not json"
+    redirect   307 to the same URL on the other host name (127.0.0.1 <->
+               localhost)
+    empty_choices  200 chat.completion with "choices": [] (JSON even when
+               the request asks for a stream)
+Kinds, computed answers (a valid request; streamed when it asks):
+    ok         the computed answer
+    badschema  a document violating the prompt's JSON Schema
+    oversize=N N bytes of content
+    truncate   half the announced body (non-streamed) / half the events, no
+               terminating chunk (streamed)
+    reset_after_headers  headers, then a RST
+    stall=MS   streamed: pause MS after the second content event
+    error_event  streamed: an error event (data_inspection_failed, HTTP
+               200) after the second content event, no [DONE]
+Modifiers:
+    delay=MS, slowheaders=MS   wait before answering (several add up; a
+               bare "delay=MS" step is "ok+delay=MS").  A client that
+               closes the connection during the wait is noticed (not over
+               TLS, whose bytes cannot be peeked at): nothing is answered
+               and the record gets "client_gone": true
+    norid      no x-request-id header (bodies still carry the id)
+    sse        error kinds: the body in event-stream form with the error
+               status: Content-Type text/event-stream;charset=UTF-8,
+               chunked, one event
+               data: {"error":{"code","message","type"},"request_id"}
+               and a blank line (what DashScope sends when moderation
+               refuses a streamed request: "400dif+sse")
+    status=N   error kinds: answer with status N instead (e.g.
+               "400dif+status=200": a 200 whose body is an error, no
+               choices)
+    ra=V, ram=MS, radate=S   add Retry-After: V / retry-after-ms: MS / an
+               HTTP-date S seconds ahead to any answer ("503+ra=0.5")
+    sse_crlf   streamed: CRLF line ends
+    sse_tiny   streamed: HTTP chunks of 1-3 bytes; with sse_crlf every CR
+               ends a chunk and its LF starts the next, 1 ms apart
+    sse_comments  streamed: ": keep-alive" comments, event: and id: fields
+    sse_multiline  streamed: one event's JSON split over two data: lines
+    nostream   a streamed request gets a plain 200 application/json
+               chat.completion
+    badutf8    the content is "bad utf-8: \\xff\\xfe then \\xe2\\x82 end" with
+               those raw bytes inside the JSON string (invalid, and a
+               truncated 3-byte sequence), streamed or not
+    echo=WHERE a hostile server: the caller's bearer token goes into the
+               answer (auth still applies: start the stand-in with that
+               key).  WHERE (repeatable): text (content "you sent <token>"),
+               delta (streamed: one delta with that whole text), id (id
+               "chatcmpl-<token>" and request_id "<token>"), header
+               (x-request-id: <token>), msg (error message), code
+               (error.code), escaped (error message holding the token with
+               every character written as \\uXXXX).  msg/code/escaped need
+               an error kind or error_event; 502html takes msg (the page
+               holds the token)
+    model=NAME answer as that model (family rules: QVQ, OCR, grounding)
+    fenced, bare  grounding answers with / without the ```json fence
+
+Headers: X-Standin-Chunk-Delay-Ms: N pauses N ms between stream events.
 """
 
 import argparse
-import base64
-import binascii
 import collections
 import email.utils
-import hashlib
+import importlib
 import json
-import math
 import os
+import re
+import select
 import signal
 import socket
-import socketserver
 import ssl
 import struct
 import sys
@@ -44,8 +174,15 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+if __name__ == "__main__":
+    # Plugins "import standin": let them get this module, not a second copy.
+    sys.modules.setdefault("standin", sys.modules[__name__])
+
+from standin_answers import (ALGO, ApiError, analyse, build_content, dumps, reasoning_for,
+                             usage_for)
+from standin_images import redact_body
+
 PREFIX = "/compatible-mode/v1"
-DATA_URI_LIMIT = 10485760
 DEFAULT_MODEL = "qwen3-vl-plus"
 MODELS = [
     "qwen3-vl-plus",
@@ -60,10 +197,7 @@ MODELS = [
 ]
 AUTH_MESSAGE = ("Incorrect API key provided. For details, see: "
                 "https://help.aliyun.com/zh/model-studio/error-code#apikey-error")
-ALGO = "<400> InternalError.Algo.InvalidParameter: "
-MSG_BAD_URL = "The provided URL does not appear to be valid. Ensure it is correctly formatted."
-MSG_DECODE = ALGO + "Failed to decode the image during the data inspection."
-SCHEMA_MARKER = "matching this JSON Schema:"
+PLUGINS = ("standin_batch",)
 
 CONFIG = {"key": "sk-standin-test", "max_concurrent": 0, "verbose": False}
 
@@ -73,16 +207,13 @@ def log(*args):
         print("[standin]", *args, file=sys.stderr, flush=True)
 
 
-def dumps(obj, sort_keys=False):
-    return json.dumps(obj, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=False)
-
-
 # --------------------------------------------------------------------------
 # State
 # --------------------------------------------------------------------------
 class State:
     def __init__(self):
         self.lock = threading.Lock()
+        self.reset_hooks = []
         self.reset()
         self.in_flight = 0
 
@@ -97,6 +228,8 @@ class State:
             self.connections = 0
             self.arrivals = []
             self.max_in_flight = getattr(self, "in_flight", 0)
+        for hook in self.reset_hooks:
+            hook()
 
     def attempt(self, scenario, now):
         with self.lock:
@@ -110,6 +243,11 @@ class State:
             self.requests.append(rec)
             if rec.get("scenario") is not None:
                 self.by_scenario[rec["scenario"]].append(rec)
+
+    def mark(self, rec, key, value):
+        """Add a field to a record after the fact (readers copy under the lock)."""
+        with self.lock:
+            rec[key] = value
 
     def enter(self):
         """Returns False when the global concurrency cap is hit."""
@@ -131,496 +269,191 @@ STATE = State()
 
 
 # --------------------------------------------------------------------------
-# Image inspection (no PIL)
+# Routes
 # --------------------------------------------------------------------------
-class ImageError(Exception):
-    pass
+class Router:
+    """Method + path pattern -> function(handler, **params); first match wins."""
+
+    PREFIX = PREFIX
+
+    def __init__(self, state):
+        self.routes = []  # (method, regex, fn)
+        self.state = state
+
+    def add(self, method, pattern, fn):
+        def seg(m):
+            name = m.group(1)
+            if name.endswith("*"):
+                return "(?P<%s>.+)" % name[:-1]
+            return "(?P<%s>[^/]+)" % name
+        parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\*?\})", pattern)
+        rx = "".join(re.sub(r"^\{(.*)\}$", seg, p) if p.startswith("{") else re.escape(p)
+                     for p in parts)
+        self.routes.append((method.upper(), re.compile(rx + r"\Z"), fn))
+        return fn
+
+    def route(self, method, pattern):
+        return lambda fn: self.add(method, pattern, fn)
+
+    def on_reset(self, fn):
+        self.state.reset_hooks.append(fn)
+
+    def match(self, method, path):
+        for m, rx, fn in self.routes:
+            if m == method:
+                hit = rx.match(path)
+                if hit:
+                    return fn, {k: urllib.parse.unquote(v) for k, v in hit.groupdict().items()}
+        return None, None
 
 
-def _tiff_info(data, base=0):
-    """Parse a TIFF structure at data[base:]. Returns (width, height, orientation)."""
-    if len(data) < base + 8:
-        raise ImageError("short tiff")
-    bo = data[base:base + 2]
-    if bo == b"II":
-        e = "<"
-    elif bo == b"MM":
-        e = ">"
-    else:
-        raise ImageError("bad tiff byte order")
-    (magic,) = struct.unpack(e + "H", data[base + 2:base + 4])
-    if magic != 42:
-        raise ImageError("bad tiff magic")
-    (ifd,) = struct.unpack(e + "I", data[base + 4:base + 8])
-    off = base + ifd
-    if len(data) < off + 2:
-        raise ImageError("short ifd")
-    (n,) = struct.unpack(e + "H", data[off:off + 2])
-    width = height = orientation = None
-    for i in range(n):
-        p = off + 2 + 12 * i
-        if len(data) < p + 12:
-            break
-        tag, typ, count = struct.unpack(e + "HHI", data[p:p + 8])
-        if typ == 3:
-            (val,) = struct.unpack(e + "H", data[p + 8:p + 10])
-        elif typ == 4:
-            (val,) = struct.unpack(e + "I", data[p + 8:p + 12])
-        else:
-            continue
-        if tag == 256:
-            width = val
-        elif tag == 257:
-            height = val
-        elif tag == 274:
-            orientation = val
-    return width, height, orientation
+ROUTER = Router(STATE)
+route = ROUTER.route
 
 
-def _jpeg_info(data):
-    i = 2
-    n = len(data)
-    orientation = None
-    while i < n:
-        if data[i] != 0xFF:
-            raise ImageError("bad jpeg marker")
-        while i < n and data[i] == 0xFF:
-            i += 1
-        if i >= n:
-            break
-        m = data[i]
-        i += 1
-        if m == 0x01 or 0xD0 <= m <= 0xD7:
-            continue  # standalone markers
-        if m in (0xD9, 0xDA):
-            break  # EOI / SOS before a frame header: give up
-        if i + 2 > n:
-            break
-        (seglen,) = struct.unpack(">H", data[i:i + 2])
-        if seglen < 2:
-            raise ImageError("bad jpeg segment")
-        seg = data[i + 2:i + seglen]
-        if m == 0xE1 and seg[:6] == b"Exif\x00\x00" and orientation is None:
-            try:
-                orientation = _tiff_info(seg, 6)[2]
-            except (ImageError, struct.error):
-                pass
-        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):
-            if len(seg) < 5:
-                raise ImageError("short SOF")
-            h, w = struct.unpack(">HH", seg[1:5])
-            return w, h, orientation
-        i += seglen
-    raise ImageError("no SOF")
-
-
-def inspect_image(data):
-    """Returns (format, width, height, orientation)."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            w, h = struct.unpack(">II", data[16:24])
-            return "png", w, h, None
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            w, h = struct.unpack("<HH", data[6:10])
-            return "gif", w, h, None
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            kind = data[12:16]
-            if kind == b"VP8 ":
-                if data[23:26] != b"\x9d\x01\x2a":
-                    raise ImageError("bad vp8")
-                w, h = struct.unpack("<HH", data[26:30])
-                return "webp", w & 0x3FFF, h & 0x3FFF, None
-            if kind == b"VP8L":
-                if data[20] != 0x2F:
-                    raise ImageError("bad vp8l")
-                (b,) = struct.unpack("<I", data[21:25])
-                return "webp", (b & 0x3FFF) + 1, ((b >> 14) & 0x3FFF) + 1, None
-            if kind == b"VP8X":
-                w = int.from_bytes(data[24:27], "little") + 1
-                h = int.from_bytes(data[27:30], "little") + 1
-                return "webp", w, h, None
-            raise ImageError("unknown webp")
-        if data[:2] == b"BM":
-            (hs,) = struct.unpack("<I", data[14:18])
-            if hs == 12:
-                w, h = struct.unpack("<HH", data[18:22])
-            else:
-                w, h = struct.unpack("<ii", data[18:26])
-            return "bmp", abs(w), abs(h), None
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            w, h, o = _tiff_info(data, 0)
-            if w is None or h is None:
-                raise ImageError("tiff without size")
-            return "tiff", w, h, o
-        if data[:3] == b"\xFF\xD8\xFF":
-            w, h, o = _jpeg_info(data)
-            return "jpeg", w, h, o
-    except (struct.error, IndexError, ValueError) as e:
-        raise ImageError(str(e))
-    raise ImageError("unknown format")
-
-
-def decode_data_url(url):
-    """Returns (mime, bytes) or raises ValueError('url') / ImageError('b64')."""
-    head, sep, payload = url.partition(",")
-    if not sep or not head.lower().endswith(";base64"):
-        raise ValueError("url")
-    mime = head[5:].split(";", 1)[0]
-    try:
-        raw = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError("base64")
-    return mime, raw
-
-
-def summarize_data_url(url):
-    out = {"data_url_bytes": len(url.encode("utf-8")), "sha256": None, "format": None}
-    try:
-        mime, raw = decode_data_url(url)
-        out["mime"] = mime
-        out["decoded_bytes"] = len(raw)
-        out["sha256"] = hashlib.sha256(raw).hexdigest()
+def load_plugins(names=PLUGINS, optional=True):
+    """Import each module and call its register(ROUTER); with optional, a
+    module that does not exist is skipped."""
+    for name in names:
         try:
-            out["format"] = inspect_image(raw)[0]
-        except ImageError:
-            pass
-    except (ValueError, ImageError):
-        pass
-    return out
-
-
-def redact_body(obj):
-    if isinstance(obj, str):
-        if obj[:5].lower() == "data:":
-            return summarize_data_url(obj)
-        return obj
-    if isinstance(obj, list):
-        return [redact_body(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: redact_body(v) for k, v in obj.items()}
-    return obj
-
-
-# --------------------------------------------------------------------------
-# Schema-conforming document generation
-# --------------------------------------------------------------------------
-def _resolve(schema, root):
-    seen = 0
-    while isinstance(schema, dict) and "$ref" in schema and seen < 50:
-        ref = schema["$ref"]
-        seen += 1
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return {}
-        node = root
-        for part in ref[1:].split("/"):
-            if part == "":
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if optional and e.name == name:
                 continue
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                return {}
-        schema = node
-    return schema
+            raise
+        mod.register(ROUTER)
+        log("plugin", name)
 
 
-def _clamp(v, s, integer):
-    lo = s.get("minimum")
-    hi = s.get("maximum")
-    xlo = s.get("exclusiveMinimum")
-    xhi = s.get("exclusiveMaximum")
-    step = 1 if integer else 0.5
-    if isinstance(xlo, (int, float)) and not isinstance(xlo, bool) and v <= xlo:
-        v = xlo + step
-    if isinstance(lo, (int, float)) and not isinstance(lo, bool) and v < lo:
-        v = lo
-    if isinstance(xhi, (int, float)) and not isinstance(xhi, bool) and v >= xhi:
-        v = xhi - step
-    if isinstance(hi, (int, float)) and not isinstance(hi, bool) and v > hi:
-        v = hi
-    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and not (lo <= v <= hi):
-        v = (lo + hi) / 2
-    if integer:
-        v = int(math.ceil(v)) if isinstance(lo, (int, float)) else int(v)
-    return v
+# --------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------
+RATE_MSG = "Requests rate limit exceeded, please try again later."
+# kind -> (status, message, type, code, with "param")
+ERROR_KINDS = {
+    "400": (400, ALGO + "Injected invalid parameter.", "invalid_parameter_error",
+            "invalid_parameter_error", True),
+    "400dif": (400, "Input or output data may contain inappropriate content.",
+               "data_inspection_failed", "data_inspection_failed", True),
+    "401": (401, AUTH_MESSAGE, "invalid_request_error", "invalid_api_key", True),
+    "403": (403, "Access denied.", "AccessDenied", "AccessDenied", True),
+    "404": (404, "Model not exist.", "invalid_request_error", "model_not_found", False),
+    "408": (408, "Request timed out, please try again later.", "RequestTimeOut",
+            "RequestTimeOut", True),
+    "409": (409, "The request conflicts with another request in progress, "
+            "please try again later.", "Conflict", "Conflict", True),
+    "429": (429, RATE_MSG, "limit_requests", "limit_requests", True),
+    "429ra": (429, RATE_MSG, "limit_requests", "limit_requests", True),
+    "429ram": (429, RATE_MSG, "limit_requests", "limit_requests", True),
+    "429date": (429, RATE_MSG, "limit_requests", "limit_requests", True),
+    "500": (500, "An internal error has occured, please try again later or contact service "
+            "support.", "internal_error", "internal_error", True),
+    "503": (503, "Model is unavailable, please try again later.", "ModelUnavailable",
+            "ServiceUnavailable", True),
+    "504": (504, "Request timed out, please try again later.", "RequestTimeOut",
+            "RequestTimeOut", True),
+}
+OTHER_KINDS = ("ok", "oai", "502html", "reset", "notjson", "redirect", "empty_choices",
+               "badschema", "oversize", "truncate", "reset_after_headers", "stall", "error_event")
+MODIFIERS = ("delay", "slowheaders", "norid", "sse", "status", "ra", "ram", "radate",
+             "sse_crlf", "sse_tiny", "sse_comments", "sse_multiline", "nostream", "badutf8",
+             "echo", "model", "fenced", "bare")
+ECHO_PLACES = ("text", "delta", "id", "header", "msg", "code", "escaped")
+ERROR_ONLY = ("sse", "status")
 
 
-def gen_value(schema, name, root, depth=0, bad=False):
-    if depth > 20:
-        return None
-    schema = _resolve(schema, root)
-    if schema is True or not isinstance(schema, dict):
-        return "sample " + name
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        alts = schema.get(key)
-        if isinstance(alts, list) and alts:
-            if key == "allOf":
-                merged = {}
-                for a in alts:
-                    a = _resolve(a, root)
-                    if isinstance(a, dict):
-                        for k, v in a.items():
-                            if k == "properties" and isinstance(merged.get(k), dict):
-                                merged[k] = dict(merged[k], **v)
-                            elif k == "required" and isinstance(merged.get(k), list):
-                                merged[k] = merged[k] + list(v)
-                            else:
-                                merged[k] = v
-                return gen_value(merged, name, root, depth + 1, bad)
-            # prefer the first non-null alternative
-            pick = alts[0]
-            for a in alts:
-                ra = _resolve(a, root)
-                if not (isinstance(ra, dict) and ra.get("type") == "null"):
-                    pick = a
-                    break
-            return gen_value(pick, name, root, depth + 1, bad)
-    t = schema.get("type")
-    if isinstance(t, list):
-        non_null = [x for x in t if x != "null"]
-        t = non_null[0] if non_null else "null"
-    if t is None:
-        if "properties" in schema or "required" in schema:
-            t = "object"
-        elif "items" in schema:
-            t = "array"
+class Step:
+    """One parsed step: kind, arg, delay (ms), mods {name: value or True},
+    echo (set of places), problems (list of strings)."""
+
+    def __init__(self, kind="ok", arg=""):
+        self.kind, self.arg, self.delay = kind, arg, 0.0
+        self.mods, self.echo, self.problems = {}, set(), []
+
+    def has(self, name):
+        return name in self.mods
+
+    def is_error(self):
+        return self.kind in ERROR_KINDS or self.kind == "oai"
+
+    def __repr__(self):
+        return "Step(%r, %r, delay=%r, mods=%r, echo=%r)" % (
+            self.kind, self.arg, self.delay, self.mods, sorted(self.echo))
+
+
+def _ms(v):
+    try:
+        return float(v)
+    except ValueError:
+        return 0.0
+
+
+def parse_step(text):
+    """'429ra=3+delay=300' -> Step(kind '429ra', arg '3', delay 300.0)."""
+    step = Step()
+    kind = None
+    for tok in text.split("+"):
+        name, _, val = tok.strip().partition("=")
+        name, val = name.strip(), val.strip()
+        if name == "":
+            continue
+        if name in ERROR_KINDS or name in OTHER_KINDS:
+            if kind is not None:
+                step.problems.append("two kinds: %s and %s" % (kind, name))
+            kind = name
+            step.kind, step.arg = name, val
+        elif name in ("delay", "slowheaders"):
+            step.delay += _ms(val)
+        elif name == "echo":
+            if val not in ECHO_PLACES:
+                step.problems.append("echo=%s: not one of %s" % (val, ",".join(ECHO_PLACES)))
+            step.echo.add(val)
+        elif name in MODIFIERS:
+            step.mods[name] = val if val != "" else True
         else:
-            t = "string"
-    if t == "object":
-        props = schema.get("properties") or {}
-        req = [r for r in (schema.get("required") or []) if isinstance(r, str)]
-        out = {}
-        for pname, psch in props.items():
-            out[pname] = gen_value(psch, pname, root, depth + 1, bad)
-        for r in req:
-            if r not in out:
-                out[r] = "sample " + r
-        return out
-    if t == "array":
-        items = schema.get("items")
-        if isinstance(items, list):  # tuple form
-            return [gen_value(s, name, root, depth + 1, bad) for s in items]
-        count = schema.get("minItems", 1)
-        if not isinstance(count, int) or count < 1:
-            count = 1
-        count = min(count, 100)
-        return [gen_value(items if items is not None else {}, name, root, depth + 1, bad)
-                for _ in range(count)]
-    if t == "string":
-        s = "sample " + name
-        ml = schema.get("minLength")
-        if isinstance(ml, int) and len(s) < ml:
-            s = s + "x" * (ml - len(s))
-        mx = schema.get("maxLength")
-        if isinstance(mx, int) and mx >= 0 and len(s) > mx:
-            s = s[:mx]
-        return s
-    if t == "integer":
-        v = _clamp(42, schema, True)
-        return str(v) if bad else v
-    if t == "number":
-        v = _clamp(42.5, schema, False)
-        return str(v) if bad else v
-    if t == "boolean":
-        return True
-    if t == "null":
-        return None
-    return "sample " + name
+            step.problems.append("unknown token %r" % name)
+    for m in ("status", "ra", "ram", "radate", "model"):
+        if step.mods.get(m) is True:
+            step.problems.append("%s= needs a value" % m)
+    for m, v in (("status", step.mods.get("status")), ("oai", step.kind == "oai" and step.arg)):
+        if isinstance(v, str) and v and not (v.isdigit() and 100 <= int(v) <= 599):
+            step.problems.append("%s=%s: not an HTTP status" % (m, v))
+    errorish = step.is_error()
+    for m in ERROR_ONLY:
+        if m in step.mods and not errorish:
+            step.problems.append("%s needs an error kind, not %s" % (m, step.kind))
+    if step.echo & {"msg", "code", "escaped"} and not (errorish or step.kind == "error_event"):
+        if not (step.kind == "502html" and step.echo <= {"msg"}):
+            step.problems.append("echo=msg/code/escaped needs an error kind or error_event "
+                                 "(502html takes echo=msg)")
+    return step
 
 
-def generate_from_schema(schema, bad=False):
-    doc = gen_value(schema, "value", schema, 0, bad)
-    if bad and isinstance(doc, dict):
-        root = _resolve(schema, schema)
-        req = root.get("required") if isinstance(root, dict) else None
-        if isinstance(req, list) and req and req[0] in doc:
-            del doc[req[0]]
-    return doc
+def parse_fault_model(model):
+    if not isinstance(model, str) or not model.startswith("fault/"):
+        return None, None
+    rest = model[len("fault/"):]
+    scenario, sep, steps = rest.rpartition("/")
+    if not sep:
+        scenario, steps = rest, "ok"
+    steps = [s for s in steps.split(",") if s.strip()] or ["ok"]
+    return scenario, steps
 
 
-def find_schema(texts):
-    """Last text part containing the marker; returns the schema or None."""
-    for text in reversed(texts):
-        idx = text.rfind(SCHEMA_MARKER)
-        if idx < 0:
-            continue
-        start = text.find("{", idx + len(SCHEMA_MARKER))
-        if start < 0:
-            continue
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(text, start)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    return None
+# Stand-ins for bytes that cannot live in a str: replaced after encoding.
+BAD_A, BAD_B, ESCAPED_KEY = "\ue000", "\ue001", "\ue002"
+BAD_UTF8_TEXT = "bad utf-8: %s then %s end" % (BAD_A, BAD_B)
+BAD_A_BYTES, BAD_B_BYTES = BAD_A.encode(), BAD_B.encode()
 
 
-# --------------------------------------------------------------------------
-# Request validation and answer building
-# --------------------------------------------------------------------------
-class ApiError(Exception):
-    def __init__(self, status, message, etype="invalid_parameter_error", code=None, param=None):
-        Exception.__init__(self, message)
-        self.status = status
-        self.message = message
-        self.etype = etype
-        self.code = code or etype
-        self.param = param
-
-
-def bad(msg, etype="invalid_parameter_error", code=None):
-    return ApiError(400, msg, etype, code)
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def message_texts(msg):
-    c = msg.get("content") if isinstance(msg, dict) else None
-    if isinstance(c, str):
-        return [c]
+def json_u_escape(s):
+    """Every character as \\uXXXX (surrogate pairs beyond the BMP)."""
     out = []
-    if isinstance(c, list):
-        for part in c:
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                out.append(part["text"])
-            elif isinstance(part, str):
-                out.append(part)
-    return out
-
-
-def image_report(part):
-    iu = part.get("image_url")
-    detail = None
-    if isinstance(iu, dict):
-        url = iu.get("url")
-        detail = iu.get("detail")
-    else:
-        url = iu
-    if not isinstance(url, str) or not url:
-        raise bad(MSG_BAD_URL)
-    low = url[:8].lower()
-    if low.startswith("http://") or low.startswith("https://"):
-        rep = {"url": url}
-    elif low.startswith("data:"):
-        if len(url) > DATA_URI_LIMIT:
-            raise bad("Exceeded limit on max bytes per data-uri item : %d" % DATA_URI_LIMIT)
-        try:
-            mime, raw = decode_data_url(url)
-        except ValueError:
-            raise bad(MSG_BAD_URL)
-        except ImageError:
-            raise bad(MSG_DECODE)
-        try:
-            fmt, w, h, orient = inspect_image(raw)
-        except ImageError:
-            raise bad(MSG_DECODE)
-        if w <= 10 or h <= 10:
-            raise bad(ALGO + "The image length and width do not meet the model restrictions. "
-                      "[height:%d or width:%d must be larger than 10]" % (h, w))
-        rep = {"format": fmt, "width": w, "height": h, "bytes": len(raw),
-               "sha256": hashlib.sha256(raw).hexdigest(), "mime": mime,
-               "orientation": orient}
-    else:
-        raise bad(MSG_BAD_URL)
-    for k in ("min_pixels", "max_pixels"):
-        if k in part:
-            rep[k] = part[k]
-        elif isinstance(iu, dict) and k in iu:
-            rep[k] = iu[k]
-    if detail is not None:
-        rep["detail"] = detail
-    return rep
-
-
-def analyse(body):
-    """Validate a chat request body. Returns an analysis dict or raises ApiError."""
-    if not isinstance(body, dict):
-        raise bad("Request body must be a JSON object", "invalid_request_error", "invalid_request_error")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad("you must provide a model parameter", "invalid_request_error", "invalid_request_error")
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
-        raise bad("Required parameter(messages) missing or invalid")
-    temp = body.get("temperature")
-    if temp is not None and (not _is_num(temp) or not (0 <= temp < 2)):
-        raise bad(ALGO + "Temperature should be in [0.0, 2.0)")
-    mt = body.get("max_tokens")
-    if mt is not None and (not _is_num(mt) or mt < 1 or mt > 32768):
-        raise bad("Range of max_tokens should be [1, 32768]")
-    rf = body.get("response_format")
-    json_mode = isinstance(rf, dict) and rf.get("type") == "json_object"
-    thinking = body.get("enable_thinking") is True
-    stream = body.get("stream") is True
-    if json_mode and thinking:
-        raise bad("Json mode response is not supported when enable_thinking is true")
-    if thinking and not stream:
-        raise bad("parameter.enable_thinking must be set to false for non-streaming calls")
-    all_texts = []
-    for m in msgs:
-        all_texts.extend(message_texts(m))
-    if json_mode and not any("json" in t.lower() for t in all_texts):
-        raise bad("'messages' must contain the word 'json' in some form, "
-                  "to use 'response_format' of type 'json_object'.")
-    images = []
-    for m in msgs:
-        c = m.get("content")
-        if isinstance(c, list):
-            for part in c:
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    images.append(image_report(part))
-    prompt = None
-    system = None
-    for m in msgs:
-        if m.get("role") == "system" and system is None:
-            system = "\n".join(message_texts(m))
-    for m in reversed(msgs):
-        if m.get("role") == "user":
-            prompt = "\n".join(message_texts(m))
-            break
-    image_tokens = 0
-    for r in images:
-        if "width" in r:
-            image_tokens += math.ceil(r["height"] / 32) * math.ceil(r["width"] / 32) + 2
-    text_chars = sum(len(t) for t in all_texts)
-    text_tokens = max(1, math.ceil(text_chars / 4))
-    so = body.get("stream_options")
-    return {
-        "model": model, "images": images, "prompt": prompt if prompt is not None else "",
-        "system": system, "json_mode": json_mode, "thinking": thinking, "stream": stream,
-        "include_usage": isinstance(so, dict) and so.get("include_usage") is True,
-        "schema": find_schema(all_texts), "image_tokens": image_tokens,
-        "text_tokens": text_tokens,
-    }
-
-
-def build_content(a, model_out, badschema=False, oversize=None):
-    if oversize is not None:
-        unit = "lorem ipsum dolor sit amet "
-        return (unit * (oversize // len(unit) + 1))[:oversize]
-    if a["schema"] is not None:
-        return dumps(generate_from_schema(a["schema"], bad=badschema))
-    rep = dumps({"images": a["images"], "prompt": a["prompt"], "system": a["system"],
-                 "model": model_out}, sort_keys=True)
-    return rep if a["json_mode"] else "STANDIN " + rep
-
-
-def usage_for(a, content, reasoning):
-    p = a["image_tokens"] + a["text_tokens"]
-    c = math.ceil(len(content) / 4)
-    r = math.ceil(len(reasoning) / 4) if reasoning else 0
-    u = {"prompt_tokens": p, "completion_tokens": c + r, "total_tokens": p + c + r,
-         "prompt_tokens_details": {"image_tokens": a["image_tokens"], "text_tokens": a["text_tokens"]}}
-    if reasoning:
-        u["completion_tokens_details"] = {"reasoning_tokens": r, "text_tokens": c}
-    return u
+    for ch in s:
+        b = ch.encode("utf-16-be")
+        for i in range(0, len(b), 2):
+            out.append("\\u%02x%02x" % (b[i], b[i + 1]))
+    return "".join(out)
 
 
 def split_pieces(s, n=8):
@@ -646,45 +479,6 @@ def structural_comma(s):
         elif ch == ",":
             return i
     return -1
-
-
-# --------------------------------------------------------------------------
-# Steps
-# --------------------------------------------------------------------------
-def parse_step(step):
-    """'429ra=3+delay=300' -> ('429ra', '3', delay_ms)."""
-    parts = step.split("+")
-    base = parts[0].strip()
-    delay = 0.0
-    for mod in parts[1:]:
-        k, _, v = mod.partition("=")
-        if k.strip() == "delay":
-            try:
-                delay += float(v)
-            except ValueError:
-                pass
-    name, _, arg = base.partition("=")
-    name = name.strip()
-    if name == "delay":
-        try:
-            delay += float(arg)
-        except ValueError:
-            pass
-        name, arg = "ok", ""
-    if name == "":
-        name = "ok"
-    return name, arg, delay
-
-
-def parse_fault_model(model):
-    if not isinstance(model, str) or not model.startswith("fault/"):
-        return None, None
-    rest = model[len("fault/"):]
-    scenario, sep, steps = rest.rpartition("/")
-    if not sep:
-        scenario, steps = rest, "ok"
-    steps = [s for s in steps.split(",") if s.strip()] or ["ok"]
-    return scenario, steps
 
 
 # --------------------------------------------------------------------------
@@ -746,9 +540,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_raw_headers(self, status, headers, reason=None):
         self.send_response(status, reason)
-        self.send_header("x-request-id", self.rid)
+        if self.header_rid is not None:
+            self.send_header("x-request-id", self.header_rid)
         self.send_header("req-arrive-time", str(int(self.t0 * 1000)))
         for k, v in headers:
+            self.send_header(k, v)
+        for k, v in self.extra_headers:
             self.send_header(k, v)
         self.end_headers()
 
@@ -761,15 +558,70 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, status, obj, headers=()):
         self.send_bytes(status, dumps(obj).encode("utf-8"), "application/json", headers)
 
-    def send_error_body(self, status, message, etype, code, param=None, headers=(), include_param=True):
+    def error_obj(self, message, etype, code, param=None, include_param=True, with_rid=True):
         err = {"message": message, "type": etype}
         if include_param:
             err["param"] = param
         err["code"] = code
-        self.send_json(status, {"error": err, "request_id": self.rid}, headers)
+        obj = {"error": err}
+        if with_rid:
+            obj["request_id"] = self.body_rid
+        return obj
+
+    def send_error_body(self, status, message, etype, code, param=None, headers=(), include_param=True):
+        self.send_error_obj(status, self.error_obj(message, etype, code, param, include_param), headers)
+
+    def send_error_obj(self, status, obj, headers=()):
+        """Send an error body, shaped by the step's error modifiers if any."""
+        step = self.step
+        if step is None:
+            return self.send_json(status, obj, headers)
+        self.decorate_error(obj["error"])
+        status = int(step.mods["status"]) if "status" in step.mods else status
+        data = dumps(obj)
+        if step.has("sse"):
+            err = obj["error"]
+            ev = {"error": {"code": err.get("code"), "message": err.get("message"),
+                            "type": err.get("type")}}
+            if "request_id" in obj:
+                ev["request_id"] = obj["request_id"]
+            nl = "\r\n" if step.has("sse_crlf") else "\n"
+            text = self.finish_bytes(("data: " + dumps(ev) + nl + nl).encode("utf-8"))
+            self.send_raw_headers(status, [("Content-Type", "text/event-stream;charset=UTF-8"),
+                                           ("Cache-Control", "no-cache"),
+                                           ("Transfer-Encoding", "chunked")] + list(headers))
+            if self.command != "HEAD":
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(text), text))
+            return
+        self.send_bytes(status, self.finish_bytes(data.encode("utf-8")), "application/json", headers)
+
+    def decorate_error(self, err):
+        """echo=msg/code/escaped put the caller's token into an error."""
+        step = self.step
+        if step is None or not step.echo & {"msg", "code", "escaped"}:
+            return
+        if "msg" in step.echo:
+            err["message"] = "%s (you sent %s)" % (err.get("message"), self.token())
+        if "escaped" in step.echo:
+            err["message"] = "%s (you sent %s)" % (err.get("message"), ESCAPED_KEY)
+        if "code" in step.echo:
+            err["code"] = self.token()
+
+    def finish_bytes(self, data):
+        """Put in what a str cannot hold: raw invalid UTF-8, \\u-escaped keys."""
+        if self.step is not None:
+            if self.step.has("badutf8"):
+                data = data.replace(BAD_A_BYTES, b"\xff\xfe").replace(BAD_B_BYTES, b"\xe2\x82")
+            if "escaped" in self.step.echo:
+                data = data.replace(ESCAPED_KEY.encode(), json_u_escape(self.token()).encode())
+        return data
 
     def send_api_error(self, e):
         self.send_error_body(e.status, e.message, e.etype, e.code, e.param)
+
+    def token(self):
+        auth = self.headers.get("Authorization") or ""
+        return auth[7:] if auth.startswith("Bearer ") else auth
 
     def rst(self):
         """Abort the connection with a TCP RST."""
@@ -791,6 +643,37 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def wait(self, seconds):
+        """Sleep; False (and the record marked) when the client closed the
+        connection meanwhile, so a long delay does not outlive its client."""
+        end = time.monotonic() + seconds
+        sock = self.connection
+        if isinstance(sock, ssl.SSLSocket):
+            time.sleep(seconds)  # a TLS peer's bytes cannot be peeked at
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            if not poller.poll(left * 1000):
+                continue
+            try:
+                peek = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                peek = b""
+            if peek:  # a pipelined request: nothing more to watch
+                time.sleep(max(0.0, end - time.monotonic()))
+                return True
+            self.close_connection = True
+            if self.record is not None:
+                STATE.mark(self.record, "client_gone", True)
+            log("client gone during a wait:", self.rid)
+            return False
+
     # -- dispatch ----------------------------------------------------------
     def handle_one_request(self):
         try:
@@ -801,63 +684,24 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup_request(self):
         self.rid = str(uuid.uuid4())
+        self.header_rid = self.body_rid = self.rid
+        self.extra_headers = []
+        self.step = None
+        self.record = None
         self.t0 = time.time()
         u = urllib.parse.urlsplit(self.path)
         self.url_path = u.path
         self.query = urllib.parse.parse_qs(u.query)
 
-    def do_GET(self):
+    def dispatch(self):
         self.setup_request()
-        p = self.url_path
-        if p.startswith("/_standin/"):
-            self.read_body()
-            return self.standin_get(p)
-        self.read_body()
-        if p in (PREFIX + "/models", PREFIX + "/models/"):
-            with STATE.lock:
-                STATE.models_requests += 1
-            if not self.auth_ok():
-                return self.send_auth_error()
-            return self.send_json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1735689600, "owned_by": "system"}
-                for m in MODELS]})
-        if p.startswith(PREFIX + "/models/"):
-            if not self.auth_ok():
-                return self.send_auth_error()
-            mid = urllib.parse.unquote(p[len(PREFIX + "/models/"):])
-            if mid in MODELS:
-                return self.send_json(200, {"id": mid, "object": "model", "created": 1735689600,
-                                            "owned_by": "system"})
-            return self.send_json(404, {"error": {"message": "Model not exist.",
-                                                  "type": "invalid_request_error",
-                                                  "code": "model_not_found"},
-                                        "request_id": self.rid})
-        if p == PREFIX + "/chat/completions":
-            return self.send_error_body(405, "Method Not Allowed", "invalid_request_error",
-                                        "method_not_allowed")
-        return self.not_found()
+        self.raw_body = self.read_body()
+        fn, params = ROUTER.match("GET" if self.command == "HEAD" else self.command, self.url_path)
+        if fn is None:
+            return self.not_found()
+        return fn(self, **params)
 
-    def do_HEAD(self):
-        self.do_GET()
-
-    def do_POST(self):
-        self.setup_request()
-        p = self.url_path
-        if p.startswith("/_standin/"):
-            self.read_body()
-            return self.standin_post(p)
-        if p == PREFIX + "/chat/completions":
-            return self.chat()
-        self.read_body()
-        return self.not_found()
-
-    def do_PUT(self):
-        self.setup_request()
-        self.read_body()
-        self.not_found()
-
-    do_DELETE = do_PUT
-    do_PATCH = do_PUT
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = dispatch
 
     def not_found(self):
         self.send_error_body(404, "The requested resource %s was not found." % self.url_path,
@@ -869,48 +713,9 @@ class Handler(BaseHTTPRequestHandler):
     def send_auth_error(self):
         self.send_error_body(401, AUTH_MESSAGE, "invalid_request_error", "invalid_api_key")
 
-    # -- _standin ----------------------------------------------------------
-    def standin_get(self, p):
-        if p.startswith("/_standin/scenario/"):
-            name = urllib.parse.unquote(p[len("/_standin/scenario/"):])
-            with STATE.lock:
-                s = STATE.scenarios.get(name) or {"attempts": 0, "times": []}
-                out = {"attempts": s["attempts"], "times": list(s["times"])}
-            return self.send_json(200, out)
-        if p == "/_standin/requests":
-            sc = self.query.get("scenario")
-            with STATE.lock:
-                if sc:
-                    recs = list(STATE.by_scenario.get(sc[0], []))
-                else:
-                    recs = list(STATE.requests)
-            return self.send_json(200, recs)
-        if p == "/_standin/stats":
-            with STATE.lock:
-                out = {"chat_requests": STATE.chat_requests,
-                       "models_requests": STATE.models_requests,
-                       "max_in_flight": STATE.max_in_flight, "in_flight": STATE.in_flight,
-                       "connections": STATE.connections, "arrivals": list(STATE.arrivals)}
-            return self.send_json(200, out)
-        if p == "/_standin/health":
-            return self.send_json(200, {"ok": True, "pid": os.getpid()})
-        return self.not_found()
-
-    def standin_post(self, p):
-        if p == "/_standin/reset":
-            STATE.reset()
-            return self.send_json(200, {"ok": True})
-        if p == "/_standin/shutdown":
-            self.close_connection = True
-            self.send_json(200, {"ok": True})
-            self.wfile.flush()
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
-            return
-        return self.not_found()
-
     # -- chat --------------------------------------------------------------
     def chat(self):
-        raw = self.read_body()
+        raw = self.raw_body
         now = self.t0
         with STATE.lock:
             STATE.chat_requests += 1
@@ -929,10 +734,11 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if "authorization" in headers and self.auth_ok():
             headers["authorization"] = "Bearer <redacted>"
-        STATE.record({"time": now, "scenario": scenario, "attempt": attempt,
-                      "method": self.command, "path": self.path, "request_id": self.rid,
-                      "headers": headers, "body": redact_body(body) if parse_ok else None,
-                      "raw_size": len(raw)})
+        self.record = {"time": now, "scenario": scenario, "attempt": attempt,
+                       "method": self.command, "path": self.path, "request_id": self.rid,
+                       "headers": headers, "body": redact_body(body) if parse_ok else None,
+                       "raw_size": len(raw)}
+        STATE.record(self.record)
         if not STATE.enter():
             return self.send_error_body(
                 429, "Request rate increased too quickly. To ensure system stability, "
@@ -948,105 +754,114 @@ class Handler(BaseHTTPRequestHandler):
                          "expects a JSON payload, but what was sent was not valid JSON.",
                     "invalid_request_error", "invalid_request_error")
             if scenario is None:
-                step = ("ok", "", 0.0)
+                step = Step()
             else:
                 step = parse_step(steps[min(attempt, len(steps)) - 1])
             self.run_step(body, step, scenario is not None)
         finally:
             STATE.leave()
 
+    def apply_header_modifiers(self, step):
+        if step.has("norid"):
+            self.header_rid = None
+        if "id" in step.echo:
+            self.body_rid = self.token()
+        if "header" in step.echo:
+            self.header_rid = self.token()
+        if step.has("ra"):
+            self.extra_headers.append(("Retry-After", str(step.mods["ra"])))
+        if step.has("ram"):
+            self.extra_headers.append(("retry-after-ms", str(step.mods["ram"])))
+        if step.has("radate"):
+            self.extra_headers.append(("Retry-After", email.utils.formatdate(
+                time.time() + _ms(str(step.mods["radate"])), usegmt=True)))
+
     def run_step(self, body, step, faulty):
-        name, arg, delay = step
-        if delay > 0:
-            time.sleep(delay / 1000.0)
+        if step.problems:
+            return self.send_error_body(400, "standin: bad step: " + "; ".join(step.problems),
+                                        "standin_bad_step", "standin_bad_step")
+        self.step = step
+        self.apply_header_modifiers(step)
+        if step.delay > 0 and not self.wait(step.delay / 1000.0):
+            return
         chunk_delay = 0.0
         try:
             chunk_delay = float(self.headers.get("X-Standin-Chunk-Delay-Ms") or 0) / 1000.0
         except ValueError:
             pass
-        rl = "Requests rate limit exceeded, please try again later."
-        if name == "429":
-            return self.send_error_body(429, rl, "limit_requests", "limit_requests")
-        if name == "429ra":
-            return self.send_error_body(429, rl, "limit_requests", "limit_requests",
-                                        headers=[("Retry-After", arg or "1")])
-        if name == "429ram":
-            return self.send_error_body(429, rl, "limit_requests", "limit_requests",
-                                        headers=[("retry-after-ms", arg or "1000")])
-        if name == "429date":
-            when = email.utils.formatdate(time.time() + float(arg or 1), usegmt=True)
-            return self.send_error_body(429, rl, "limit_requests", "limit_requests",
-                                        headers=[("Retry-After", when)])
-        if name == "500":
-            return self.send_error_body(500, "An internal error has occured, please try again later "
-                                        "or contact service support.", "internal_error", "internal_error")
+        name, arg = step.kind, step.arg
+        if name in ERROR_KINDS:
+            status, message, etype, code, with_param = ERROR_KINDS[name]
+            headers = []
+            if name == "429ra":
+                headers.append(("Retry-After", arg or "1"))
+            elif name == "429ram":
+                headers.append(("retry-after-ms", arg or "1000"))
+            elif name == "429date":
+                when = email.utils.formatdate(time.time() + float(arg or 1), usegmt=True)
+                headers.append(("Retry-After", when))
+            return self.send_error_obj(status, self.error_obj(message, etype, code, None, with_param),
+                                       headers)
+        if name == "oai":
+            status = int(arg) if arg else 400
+            etype = ("server_error" if status >= 500 else "rate_limit_error" if status == 429
+                     else "invalid_request_error")
+            return self.send_error_obj(status, self.error_obj(
+                "Injected OpenAI-style error: the request was refused.", etype, None,
+                with_rid=False))
         if name == "502html":
             html = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-                    "</body>\r\n</html>\r\n").encode()
+                    "</body>\r\n</html>\r\n")
+            if "msg" in step.echo:
+                html = html.replace("<hr>", "<p>upstream saw %s</p><hr>" % self.token())
+            html = html.encode()
             return self.send_bytes(502, html, "text/html")
-        if name == "503":
-            return self.send_error_body(503, "Model is unavailable, please try again later.",
-                                        "ModelUnavailable", "ServiceUnavailable")
-        if name == "504":
-            return self.send_error_body(504, "Request timed out, please try again later.",
-                                        "RequestTimeOut", "RequestTimeOut")
-        if name == "400":
-            return self.send_error_body(400, ALGO + "Injected invalid parameter.",
-                                        "invalid_parameter_error", "invalid_parameter_error")
-        if name == "401":
-            return self.send_auth_error()
-        if name == "403":
-            return self.send_error_body(403, "Access denied.", "AccessDenied", "AccessDenied")
-        if name == "404":
-            return self.send_json(404, {"error": {"message": "Model not exist.",
-                                                  "type": "invalid_request_error",
-                                                  "code": "model_not_found"},
-                                        "request_id": self.rid})
-        if name == "400dif":
-            return self.send_error_body(400, "Input or output data may contain inappropriate content.",
-                                        "data_inspection_failed", "data_inspection_failed")
         if name == "reset":
             return self.rst()
         if name == "notjson":
             return self.send_bytes(200, b"this is not json", "application/json")
-        if name == "slowheaders":
-            time.sleep(float(arg or 0) / 1000.0)
-            name = "ok"
         if name == "redirect":
             host = (self.headers.get("Host") or "").split(":")[0]
             target = "localhost" if host in ("127.0.0.1", "") else "127.0.0.1"
             loc = "http://%s:%d%s" % (target, self.server.server_address[1], self.path)
             return self.send_json(307, {"redirect": loc}, headers=[("Location", loc)])
         if name == "empty_choices":
-            return self.send_json(200, {"id": "chatcmpl-" + self.rid, "object": "chat.completion",
+            return self.send_json(200, {"id": "chatcmpl-" + self.body_rid, "object": "chat.completion",
                                         "created": int(time.time()), "model": DEFAULT_MODEL,
                                         "choices": [], "system_fingerprint": None})
         # Everything else needs a valid request and a computed answer.
+        as_model = step.mods.get("model") or (DEFAULT_MODEL if faulty else None)
         try:
-            a = analyse(body)
+            a = analyse(body, as_model)
         except ApiError as e:
             return self.send_api_error(e)
-        model_out = DEFAULT_MODEL if faulty else a["model"]
+        model_out = a["model"]
         oversize = None
         if name == "oversize":
             try:
                 oversize = int(arg)
             except ValueError:
                 oversize = 1 << 20
-        content = build_content(a, model_out, badschema=(name == "badschema"), oversize=oversize)
-        n_img = len(a["images"])
-        reasoning = ("thinking about %d image%s" % (n_img, "" if n_img == 1 else "s")) \
-            if a["thinking"] else ""
+        fenced = True if step.has("fenced") else False if step.has("bare") else None
+        content = build_content(a, model_out, badschema=(name == "badschema"), oversize=oversize,
+                                fenced=fenced)
+        if step.echo & {"text", "delta"}:
+            content = "you sent " + self.token()
+        if step.has("badutf8"):
+            content = BAD_UTF8_TEXT
+        reasoning = reasoning_for(a)
         usage = usage_for(a, content, reasoning)
-        if a["stream"]:
-            return self.stream_answer(a, model_out, content, reasoning, usage, name, arg, chunk_delay)
+        if a["stream"] and not step.has("nostream"):
+            return self.stream_answer(a, model_out, content, reasoning, usage, step, chunk_delay)
         msg = {"role": "assistant", "content": content}
-        resp = {"id": "chatcmpl-" + self.rid, "object": "chat.completion",
+        if reasoning:
+            msg["reasoning_content"] = reasoning
+        resp = {"id": "chatcmpl-" + self.body_rid, "object": "chat.completion",
                 "created": int(time.time()), "model": model_out,
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": msg}],
                 "usage": usage, "system_fingerprint": None}
-        data = dumps(resp).encode("utf-8")
+        data = self.finish_bytes(dumps(resp).encode("utf-8"))
         if name == "truncate":
             self.close_connection = True
             self.send_raw_headers(200, [("Content-Type", "application/json"),
@@ -1063,9 +878,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_bytes(200, data, "application/json")
 
     # -- streaming ---------------------------------------------------------
-    def stream_answer(self, a, model_out, content, reasoning, usage, name, arg, chunk_delay):
+    def stream_events(self, a, model_out, content, reasoning, usage, step):
+        """[(kind, payload)]: kind "content" for content deltas, else "data"."""
         created = int(time.time())
-        cid = "chatcmpl-" + self.rid
+        cid = "chatcmpl-" + self.body_rid
 
         def chunk(delta, finish=None):
             return {"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -1073,28 +889,32 @@ class Handler(BaseHTTPRequestHandler):
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
                     "system_fingerprint": None}
 
-        events = []  # list of (kind, payload-json-string)
-        if name == "empty_choices":
+        events = []
+        for piece in (split_pieces(reasoning) if reasoning else []):
+            events.append(("data", dumps(chunk({"content": "", "reasoning_content": piece,
+                                                "role": "assistant"}))))
+        pieces = split_pieces(content)
+        if "delta" in step.echo:
+            pieces = [content]  # the token whole, in one delta
+        for piece in pieces:
+            d = {"content": piece, "role": "assistant"}
+            if reasoning:
+                d["reasoning_content"] = None
+            events.append(("content", dumps(chunk(d))))
+        events.append(("data", dumps(chunk({"content": ""}, "stop"))))
+        if a["include_usage"]:
             events.append(("data", dumps({"id": cid, "object": "chat.completion.chunk",
-                                          "created": created, "model": model_out, "choices": []})))
-        else:
-            for piece in (split_pieces(reasoning) if reasoning else []):
-                events.append(("data", dumps(chunk({"content": "", "reasoning_content": piece,
-                                                    "role": "assistant"}))))
-            for piece in split_pieces(content):
-                d = {"content": piece, "role": "assistant"}
-                if reasoning:
-                    d["reasoning_content"] = None
-                events.append(("content", dumps(chunk(d))))
-            events.append(("data", dumps(chunk({"content": ""}, "stop"))))
-            if a["include_usage"]:
-                events.append(("data", dumps({"id": cid, "object": "chat.completion.chunk",
-                                              "created": created, "model": model_out,
-                                              "choices": [], "usage": usage})))
-            events.append(("data", "[DONE]"))
+                                          "created": created, "model": model_out,
+                                          "choices": [], "usage": usage})))
+        events.append(("data", "[DONE]"))
+        return events
 
-        nl = "\r\n" if name == "sse_crlf" else "\n"
-        tiny = name == "sse_tiny"
+    def stream_answer(self, a, model_out, content, reasoning, usage, step, chunk_delay):
+        name, arg = step.kind, step.arg
+        events = self.stream_events(a, model_out, content, reasoning, usage, step)
+        nl = "\r\n" if step.has("sse_crlf") else "\n"
+        tiny = step.has("sse_tiny")
+        split_cr = tiny and step.has("sse_crlf")
         self.send_raw_headers(200, [("Content-Type", "text/event-stream;charset=UTF-8"),
                                     ("Cache-Control", "no-cache"),
                                     ("Transfer-Encoding", "chunked"),
@@ -1107,19 +927,24 @@ class Handler(BaseHTTPRequestHandler):
         tiny_i = [0]
 
         def write(text):
-            data = text.encode("utf-8")
-            if tiny:
-                pos = 0
-                while pos < len(data):
-                    n = tiny_sizes[tiny_i[0] % len(tiny_sizes)]
-                    tiny_i[0] += 1
-                    piece = data[pos:pos + n]
-                    pos += n
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    self.wfile.flush()
-            else:
+            data = self.finish_bytes(text.encode("utf-8"))
+            if not tiny:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
+                return
+            pos = 0
+            while pos < len(data):
+                n = tiny_sizes[tiny_i[0] % len(tiny_sizes)]
+                tiny_i[0] += 1
+                cr = data.find(b"\r", pos, pos + n) if split_cr else -1
+                if cr >= 0:
+                    n = cr - pos + 1
+                piece = data[pos:pos + n]
+                pos += n
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                if cr >= 0:
+                    time.sleep(0.001)  # let the LF arrive in a read of its own
 
         content_sent = 0
         multiline_done = False
@@ -1129,10 +954,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return  # no terminating chunk
             text = ""
-            if name == "sse_comments":
+            if step.has("sse_comments"):
                 text += ": keep-alive" + nl + nl
                 text += "event: message" + nl + "id: %d" % (idx + 1) + nl
-            if name == "sse_multiline" and kind == "content" and not multiline_done:
+            if step.has("sse_multiline") and kind == "content" and not multiline_done:
                 c = structural_comma(payload)
                 if c >= 0:
                     text += "data: " + payload[:c + 1] + nl + "data: " + payload[c + 1:] + nl + nl
@@ -1146,18 +971,104 @@ class Handler(BaseHTTPRequestHandler):
                 content_sent += 1
                 if content_sent == 2:
                     if name == "stall":
-                        time.sleep(float(arg or 0) / 1000.0)
+                        if not self.wait(_ms(arg or "0") / 1000.0):
+                            return
                     elif name == "error_event":
-                        write("data: " + dumps({"error": {
-                            "message": "Output data may contain inappropriate content.",
-                            "type": "data_inspection_failed", "param": None,
-                            "code": "data_inspection_failed"},
-                            "request_id": self.rid}) + nl + nl)
+                        err = {"message": "Output data may contain inappropriate content.",
+                               "type": "data_inspection_failed", "param": None,
+                               "code": "data_inspection_failed"}
+                        self.decorate_error(err)
+                        write("data: " + dumps({"error": err, "request_id": self.body_rid}) + nl + nl)
                         break
             if chunk_delay > 0 and idx < total - 1:
                 time.sleep(chunk_delay)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+# --------------------------------------------------------------------------
+# The stand-in's own routes
+# --------------------------------------------------------------------------
+def _model_entry(mid):
+    return {"id": mid, "object": "model", "created": 1735689600, "owned_by": "system"}
+
+
+@route("GET", "/_standin/scenario/{name*}")
+def standin_scenario(h, name):
+    with STATE.lock:
+        s = STATE.scenarios.get(name) or {"attempts": 0, "times": []}
+        out = {"attempts": s["attempts"], "times": list(s["times"])}
+    h.send_json(200, out)
+
+
+@route("GET", "/_standin/requests")
+def standin_requests(h):
+    sc = h.query.get("scenario")
+    with STATE.lock:
+        if sc:
+            recs = [dict(r) for r in STATE.by_scenario.get(sc[0], [])]
+        else:
+            recs = [dict(r) for r in STATE.requests]
+    h.send_json(200, recs)
+
+
+@route("GET", "/_standin/stats")
+def standin_stats(h):
+    with STATE.lock:
+        out = {"chat_requests": STATE.chat_requests,
+               "models_requests": STATE.models_requests,
+               "max_in_flight": STATE.max_in_flight, "in_flight": STATE.in_flight,
+               "connections": STATE.connections, "arrivals": list(STATE.arrivals)}
+    h.send_json(200, out)
+
+
+@route("GET", "/_standin/health")
+def standin_health(h):
+    h.send_json(200, {"ok": True, "pid": os.getpid()})
+
+
+@route("POST", "/_standin/reset")
+def standin_reset(h):
+    STATE.reset()
+    h.send_json(200, {"ok": True})
+
+
+@route("POST", "/_standin/shutdown")
+def standin_shutdown(h):
+    h.close_connection = True
+    h.send_json(200, {"ok": True})
+    h.wfile.flush()
+    threading.Thread(target=h.server.shutdown, daemon=True).start()
+
+
+@route("GET", PREFIX + "/models")
+@route("GET", PREFIX + "/models/")
+def models_list(h):
+    with STATE.lock:
+        STATE.models_requests += 1
+    if not h.auth_ok():
+        return h.send_auth_error()
+    h.send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
+
+
+@route("GET", PREFIX + "/models/{mid*}")
+def models_one(h, mid):
+    if not h.auth_ok():
+        return h.send_auth_error()
+    if mid in MODELS:
+        return h.send_json(200, _model_entry(mid))
+    h.send_json(404, {"error": {"message": "Model not exist.", "type": "invalid_request_error",
+                                "code": "model_not_found"}, "request_id": h.rid})
+
+
+@route("GET", PREFIX + "/chat/completions")
+def chat_get(h):
+    h.send_error_body(405, "Method Not Allowed", "invalid_request_error", "method_not_allowed")
+
+
+@route("POST", PREFIX + "/chat/completions")
+def chat_post(h):
+    h.chat()
 
 
 # --------------------------------------------------------------------------
@@ -1172,8 +1083,12 @@ def main(argv=None):
     ap.add_argument("--tls-key", help="its private key (PEM)")
     ap.add_argument("--parent-pid", type=int, default=0,
                     help="exit when this process disappears (default: the parent at start)")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="also load this route module (see 'Adding routes'); repeatable")
     args = ap.parse_args(argv)
     CONFIG.update(key=args.key, max_concurrent=max(0, args.max_concurrent), verbose=args.verbose)
+    load_plugins(PLUGINS)
+    load_plugins(args.plugin, optional=False)
 
     srv = Server((args.host, args.port), Handler)
     port = srv.server_address[1]
