@@ -15,10 +15,12 @@ local u = require("spec.hosts.util")
 local cjson = require("cjson")
 
 -- Runs in Neovim around each case's body: records vim.notify messages and
--- what the body puts in `out`, then writes `out` as JSON and quits.
+-- what the body puts in `out`, then writes `out` as JSON; `-c qa!` follows,
+-- as a user would quit (requests may still be running then).
 local PRELUDE = [=[
 local cfg = dofile(os.getenv("QV_TEST_CONFIG"))
 local out = { notes = {} }
+local real_notify = vim.notify
 vim.notify = function(msg, level)
   table.insert(out.notes, { msg = tostring(msg), level = level })
 end
@@ -72,7 +74,6 @@ out.cpath_after = package.cpath
 local f = assert(io.open(cfg.result, "w"))
 f:write(vim.fn.json_encode(out))
 f:close()
-vim.cmd("qa!")
 ]=]
 
 describe("Neovim plugin (the repository on 'runtimepath')", function()
@@ -118,14 +119,14 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. u.quote(v) end
     parts[#parts + 1] = "timeout 60 nvim --headless -i NONE -n -u " .. u.quote(case .. "/init.lua")
     if opts.cmd then parts[#parts + 1] = "--cmd " .. u.quote(opts.cmd) end
-    parts[#parts + 1] = "-c " .. u.quote("luafile " .. case .. "/script.lua") .. " 2>&1"
-    local log = fx.sh(table.concat(parts, " "))
+    parts[#parts + 1] = "-c " .. u.quote("luafile " .. case .. "/script.lua") .. " -c 'qa!' 2>&1"
+    local log, exited_ok = fx.sh(table.concat(parts, " "))
     assert.is_true(u.exists(cfg.result), "nvim wrote no result:\n" .. log)
     local r = cjson.decode(fx.read(cfg.result))
     assert.is_true(r.ok, tostring(r.err) .. "\n" .. log)
     assert.is_true(r.plugin_loaded, "plugin/qwenvl.lua was not sourced from 'runtimepath'")
     assert.are.equal(r.cpath_before, r.cpath_after)   -- the plugin leaves package.cpath alone
-    return r, log
+    return r, log, exited_ok
   end
 
   local function standin_env(extra)
@@ -293,10 +294,12 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
   it("cancels a slow request with :QwenVL cancel", function()
     local model = standin.scenario_model("nvim-cancel", "delay=8000")
     local r = nvim([[
-      require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
+      require("qwenvl.nvim").setup{ model = cfg.model }      -- default split: vsplit
       local qn = require("qwenvl.nvim")
       vim.cmd("QwenVL describe " .. cfg.image)
       local buf = answer_bufs()[1]
+      out.windows = #vim.api.nvim_list_wins()
+      out.shown = vim.api.nvim_get_current_buf() == buf
       -- until the stand-in has the request
       out.arrived = vim.wait(5000, function()
         local ok, s = pcall(vim.fn.system, { "curl", "-s", cfg.scenario_url })
@@ -312,6 +315,8 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     ]], { env = standin_env(), cfg = { model = model,
           scenario_url = srv.root_url .. "/_standin/scenario/" .. standin.url_encode(standin.scenario_name(model)) } })
     assert.is_true(r.arrived)
+    assert.are.equal(2, r.windows)
+    assert.is_true(r.shown)
     assert.is_true(r.finished, r.final)
     assert.are.equal(1, r.in_flight_before)
     assert.are.equal(0, r.in_flight_after)
@@ -322,6 +327,22 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     assert.are.equal(1, srv:scenario(model).attempts)
     assert.are.equal(1, #r.notes)
     assert.are.equal("QwenVL: canceled 1 request", r.notes[1].msg)
+  end)
+
+  it("quits at once with a request in flight", function()
+    local model = standin.scenario_model("nvim-quit", "delay=5000")
+    local t0 = u.now()
+    local r, log, exited_ok = nvim([[
+      require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
+      vim.cmd("QwenVL describe " .. cfg.image)
+      out.in_flight = require("qwenvl.nvim").in_flight()
+      vim.notify = real_notify      -- what goes wrong on the way out shows in the log
+    ]], { env = standin_env(), cfg = { model = model } })   -- then :qa!
+    local took = u.now() - t0
+    assert.are.equal(1, r.in_flight)
+    assert.is_true(exited_ok, log)
+    assert.are.equal("", log)
+    assert.is_true(took < 5, "exit waited for the answer: " .. took .. " s")
   end)
 
   it(":checkhealth qwenvl reports the module, ABI, libcurl/TLS, key source, endpoint and a probe", function()

@@ -25,13 +25,17 @@ local function split(text)
 end
 
 function View:valid()
-  return vim.api.nvim_buf_is_valid(self.buf)
+  return vim.api.nvim_buf_is_valid(self.buf) and vim.api.nvim_buf_is_loaded(self.buf)
 end
 
+-- A buffer can be unloaded or cut short under a running answer (:bunload,
+-- Neovim exiting): then there is nothing left to write to.
 function View:write(first, last, lines)
   if not self:valid() then return end
+  local n = vim.api.nvim_buf_line_count(self.buf)
+  if first > n then return end
   vim.bo[self.buf].modifiable = true
-  vim.api.nvim_buf_set_lines(self.buf, first, last, false, lines)
+  pcall(vim.api.nvim_buf_set_lines, self.buf, first, last, false, lines)
   vim.bo[self.buf].modifiable = false
 end
 
