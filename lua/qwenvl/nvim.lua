@@ -109,7 +109,7 @@ function M.options()
   return vim.deepcopy(config)
 end
 
---- Load qwenvl.so now (the first load costs 20-60 ms of dynamic linking;
+--- Load qwenvl.so now (the first load costs ~10 ms of dynamic linking warm;
 --- call this from a VimEnter autocmd to keep it off the first command).
 --- Returns the module, or nil and a message that says what to do.
 function M.load()
