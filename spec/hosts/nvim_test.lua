@@ -176,7 +176,6 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
       require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
       local qn = require("qwenvl.nvim")
       qn.load()                                  -- one-time dlopen, before measuring
-      out.status_loaded = qn.status()
       ticker.start()
       vim.api.nvim_buf_set_lines(0, 0, -1, false, { "see " .. cfg.image .. " here" })
       vim.api.nvim_win_set_cursor(0, { 1, 8 })
