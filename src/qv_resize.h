@@ -28,8 +28,9 @@
 ** header (100 MP: phone photos up to 48 MP, 8K screenshots, 600 dpi A4
 ** scans and phone panoramas pass). Formats that libvips must decode whole
 ** into memory count twice: GIF, BMP, HEIC, interlaced PNG and progressive
-** JPEG. At the cap a resize takes up to ~1 s and ~300 MB here (see
-** bench/resize-results.md); a 4 MB PNG may declare 65535x65535. */
+** JPEG. At the cap a resize blocks its thread for ~1-2.6 s and takes up
+** to ~370 MiB (bench/resize-results.md, section 3); a 4 MB PNG may
+** declare 65535x65535. */
 #define QV_RESIZE_MAX_INPUT_PIXELS 100000000ul
 /* A resize that runs longer than this is stopped (between rows: a format
 ** decoded whole is bounded by the pixel cap instead). */
