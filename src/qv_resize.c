@@ -176,7 +176,7 @@ static void init_vips(void) {
   }
   if (h == NULL) {
     snprintf(vips_why, sizeof vips_why,
-             "libvips is not installed (%s); resizing needs it: " VIPS_INSTALL
+             "libvips could not be loaded (%s); resizing needs it: " VIPS_INSTALL
              "; or set resize=\"off\"", err);
     return;
   }
@@ -346,8 +346,8 @@ static int encode(qv_VipsImage *t, qv_format fmt, int q, deadline *d,
 static int timed_out(qv_resize_info *ri, double limit, const char **why) {
   V.error_clear();                /* libvips' "killed for image ..." */
   snprintf(ri->msg, sizeof ri->msg,
-           "resizing the image took longer than %g s, and was stopped "
-           "(raise resize_timeout_s to allow more)", limit);
+           "resizing the image was stopped after %g s, the time it is "
+           "allowed", limit);
   *why = ri->msg;
   return -1;
 }

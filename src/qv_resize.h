@@ -33,8 +33,11 @@
 ** declare 65535x65535. */
 #define QV_RESIZE_MAX_INPUT_PIXELS 100000000ul
 /* A resize that runs longer than this is stopped (between rows: a format
-** decoded whole is bounded by the pixel cap instead). */
-#define QV_RESIZE_TIMEOUT_S 10.0
+** decoded whole is bounded by the pixel cap instead). A backstop far
+** above what an image within the pixel cap takes (~2 s here), also on a
+** slow or loaded host, or under valgrind: a tight default would fail
+** good images there. Callers with a budget pass their own. */
+#define QV_RESIZE_TIMEOUT_S 60.0
 
 typedef enum { QV_RESIZE_AUTO, QV_RESIZE_OFF, QV_RESIZE_ALWAYS } qv_resize_mode;
 
