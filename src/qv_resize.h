@@ -75,7 +75,7 @@ int qv_resize_available(void);
 
 /* Decide, without libvips, whether the image needs work. Cheap (header
 ** and EXIF only): callers can run it on their own thread and leave
-** qv_resize, which may take up to ~1 s, to a worker.
+** qv_resize (up to ~2-3 s at the pixel cap here) to a worker.
 **   auto:   work when width*height > max_pixels, a side > max_side, the
 **           EXIF orientation (qv_exif) is not upright, or the data URL of
 **           the input would exceed QV_DATA_URL_LIMIT.
@@ -104,7 +104,8 @@ int qv_resize_plan(const unsigned char *in, size_t n, const qv_image_info *info,
 **
 ** Cost: refused before anything is decoded beyond o->max_input_pixels;
 ** stopped after o->timeout_s (checked as rows are produced). Threads:
-** calls may run on any thread, concurrently.
+** calls may run on any thread, concurrently (libvips' error text is
+** process-wide: two failing at the same moment may swap messages).
 **
 ** Memory: in is only read, and only until qv_resize returns (libvips
 ** keeps no reference: its operation cache is off), so the caller frees
