@@ -48,11 +48,12 @@ build = {
         "src/qv_call.c",
         "src/qv_compat.c",
         "src/qv_engine.c",
+        "src/qv_exif.c",
         "src/qv_handle.c",
         "src/qv_image.c",
         "src/qv_ini.c",
         "src/qv_request.c",
-        "src/qv_resize.c",   -- built without QV_HAVE_VIPS: resize="off" only
+        "src/qv_resize.c",   -- libvips dlopen()ed at run time: no headers needed
         "src/qv_result.c",
         "src/qv_retry.c",
         "src/qv_sse.c",

@@ -96,3 +96,30 @@ units: $(UNIT_BIN)
 
 units-valgrind: $(UNIT_BIN)
 	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_BIN)
+
+# ---- images: qv_exif and qv_resize's decisions (no libvips) -------------
+#   make units-image     build and run spec/c/test_image_units.c (also run
+#                        by `make units`; `make units-valgrind` too)
+#   fuzz target exif     fuzz/fuzz_exif.c: qv_exif on raw bytes and wrapped
+#                        in JPEG/PNG/WebP containers, and qv_resize_plan
+FUZZ_TARGETS += exif
+FUZZ_EXTRA_exif = src/qv_exif.c src/qv_resize.c src/qv_image.c src/qv_buf.c
+FUZZ_LIBS_exif = $(filter -ldl,$(EXTRA_LIBS))
+
+UNIT_IMAGE_SRCS = src/qv_exif.c src/qv_resize.c src/qv_image.c src/qv_buf.c
+UNIT_IMAGE_BIN = build/test_image_units
+
+$(UNIT_IMAGE_BIN): spec/c/test_image_units.c $(UNIT_IMAGE_SRCS) $(FUZZ_HEADERS)
+	@mkdir -p $(dir $@)
+	$(UNIT_CC) $(UNIT_CFLAGS) -D_DEFAULT_SOURCE -Isrc spec/c/test_image_units.c \
+	  $(UNIT_IMAGE_SRCS) -o $@ -lm -lpthread $(filter -ldl,$(EXTRA_LIBS))
+
+.PHONY: units-image
+units-image: $(UNIT_IMAGE_BIN)
+	./$(UNIT_IMAGE_BIN)
+
+units: units-image
+units-valgrind: units-image-valgrind
+.PHONY: units-image-valgrind
+units-image-valgrind: $(UNIT_IMAGE_BIN)
+	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_IMAGE_BIN)

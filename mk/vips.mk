@@ -1,47 +1,39 @@
-# mk/vips.mk: libvips for image resizing (src/qv_resize.c).
-# Included by the top-level Makefile after its variables.
+# mk/vips.mk: image resizing (src/qv_resize.c) needs no libvips at build
+# time: src/qv_vips.h declares the part of libvips' ABI it uses, and
+# libvips.so.42 is dlopen()ed on the first image that needs work. At run
+# time a missing libvips only makes the requests that must shrink an
+# image fail, with what to install (apt-get install libvips42, brew
+# install vips). Included by the top-level Makefile after its variables.
 #
-#   make                 with libvips when pkg-config finds it (libvips-dev)
-#   make VIPS=0          without it (requests that need a resize then fail)
-#   make bench-resize    24-megapixel JPEG: resize="auto" against "off"
-#                        (bytes uploaded, wall time, peak RSS), writes
+#   make check-vips-abi  compile spec/c/check_vips_abi.c against
+#                        <vips/vips.h> (libvips-dev): fails on any
+#                        difference from src/qv_vips.h; skipped, saying
+#                        so, when pkg-config finds no vips
+#   make bench-resize    24-megapixel JPEG against vipsthumbnail, and one
+#                        small image per process; writes
 #                        bench/resize-results.md
 #   make test-resize     just spec/resize_spec.lua on lua5.4 and luajit
-#
-# libvips is compiled against (its headers: types, constants, prototypes)
-# but not linked: src/qv_resize.c dlopen()s libvips.so.42 on the first
-# resize. Linked, its ~100 shared libraries cost every require("qwenvl")
-# ~50 ms warm (150-250 ms cold), resizing or not. At run time a missing
-# libvips only makes resizing fail (apt-get install libvips42).
 
-VIPS ?= $(shell pkg-config --exists vips 2>/dev/null && echo 1 || echo 0)
-
-ifeq ($(VIPS),1)
-# -isystem keeps glib's headers out of our warnings
-VIPS_CFLAGS := -DQV_HAVE_VIPS $(patsubst -I%,-isystem %,$(shell pkg-config --cflags vips))
 # dlopen is in libc from glibc 2.34; older C libraries need -ldl
-VIPS_LIBS := $(shell printf '\043include <dlfcn.h>\nint main(void) { return dlopen("x", RTLD_NOW) != 0; }\n' \
+EXTRA_LIBS += $(shell printf '\043include <dlfcn.h>\nint main(void) { return dlopen("x", RTLD_NOW) != 0; }\n' \
   | $(CC) -x c -o /dev/null - 2>/dev/null || echo -ldl)
-else
-VIPS_CFLAGS :=
-VIPS_LIBS :=
-endif
-EXTRA_CFLAGS += $(VIPS_CFLAGS)
-EXTRA_LIBS += $(VIPS_LIBS)
 
-# Rebuild qv_resize.o when switching between VIPS=1 and VIPS=0.
-VIPS_STAMP := $(BUILD)/vips-$(VIPS).stamp
-$(VIPS_STAMP): | $(BUILD)
-	rm -f $(BUILD)/vips-*.stamp
-	touch $@
-$(BUILD)/qv_resize.o: $(VIPS_STAMP)
+.PHONY: bench-resize test-resize check-vips-abi
 
-.PHONY: bench-resize test-resize
+# -isystem keeps glib's own warnings out; -Werror turns a mismatch
+# (incompatible pointer types, a failed static assertion) into a failure
+check-vips-abi:
+	@if pkg-config --exists vips 2>/dev/null; then \
+	  $(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Isrc \
+	    $$(pkg-config --cflags vips | sed 's/-I/-isystem /g') \
+	    -c -o /dev/null spec/c/check_vips_abi.c \
+	  && echo "check-vips-abi: src/qv_vips.h matches <vips/vips.h> $$(pkg-config --modversion vips)"; \
+	else echo "check-vips-abi: skipped (no libvips-dev: pkg-config finds no vips)"; fi
 
 bench-resize: all
 	$(LUA) bench/resize_bench.lua $(BUILD)
 
-test-resize: 
+test-resize:
 	$(MAKE) --no-print-directory LUA=lua5.4 all
 	$(MAKE) --no-print-directory LUA=luajit all
 	# the .busted tasks: `busted --lua=X -m 'a;b'` re-executes through sh

@@ -91,6 +91,75 @@ open(sys.argv[2], 'wb').write(d[:2] + seg + d[2:])
   return dst
 end
 
+-- A copy of src (PNG, or WebP that libvips wrote) carrying an EXIF
+-- orientation o: an eXIf chunk before IDAT, or an EXIF chunk flagged in a
+-- VP8X header (the simple VP8/VP8L chunk is moved behind it).
+local function set_orientation_in(kind, src, dst, o, w, h)
+  local py = [[
+import sys, struct, zlib
+src, dst, o, kind, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+tiff = b'II\x2a\x00' + struct.pack('<I', 8) + struct.pack('<H', 1) \
+     + struct.pack('<HHIHH', 0x0112, 3, 1, o, 0) + struct.pack('<I', 0)
+d = open(src, 'rb').read()
+if kind == 'png':
+    c = tiff
+    chunk = struct.pack('>I', len(c)) + b'eXIf' + c + struct.pack('>I', zlib.crc32(b'eXIf' + c))
+    i = d.index(b'IDAT') - 4
+    d = d[:i] + chunk + d[i:]
+else:
+    i, img = 12, None
+    while i < len(d):
+        t, n = d[i:i+4], int.from_bytes(d[i+4:i+8], 'little')
+        if t in (b'VP8 ', b'VP8L'): img = d[i:i+8+n+(n&1)]
+        i += 8 + n + (n & 1)
+    vp8x = b'VP8X' + struct.pack('<I', 10) + bytes([0x08, 0, 0, 0]) \
+         + (w - 1).to_bytes(3, 'little') + (h - 1).to_bytes(3, 'little')
+    ex = b'EXIF' + struct.pack('<I', len(tiff)) + tiff
+    body = b'WEBP' + vp8x + img + ex
+    d = b'RIFF' + struct.pack('<I', len(body)) + body
+open(dst, 'wb').write(d)
+]]
+  local script = os.tmpname()
+  write(script, py)
+  sh(("python3 %s %s %s %d %s %d %d"):format(q(script), q(src), q(dst), o, kind, w, h))
+  os.remove(script)
+  return dst
+end
+
+-- A PNG that only declares w x h: IHDR, a token IDAT, IEND (a "bomb"
+-- needs no more to be refused, since nothing is decoded).
+local function png_header(dst, w, h)
+  local py = [[
+import sys, struct, zlib
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+ihdr = struct.pack('>IIBBBBB', int(sys.argv[2]), int(sys.argv[3]), 8, 0, 0, 0, 0)
+open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr)
+  + chunk(b'IDAT', zlib.compress(b'\0' * 4096, 9)) + chunk(b'IEND', b''))
+]]
+  local script = os.tmpname()
+  write(script, py)
+  sh(("python3 %s %s %d %d"):format(q(script), q(dst), w, h))
+  os.remove(script)
+  return dst
+end
+
+-- The interpreter running this spec, and its module directory.
+local function interp()
+  if type(jit) == "table" then return "luajit", "build/luajit" end
+  local v = _VERSION:match("%d+%.%d+")
+  return "lua" .. v, "build/lua" .. v
+end
+
+-- Compile a test helper from spec/c with the C compiler; nil when none.
+local function compile(out, args)
+  if not have("cc") then return nil end
+  local p = io.popen("cc " .. args .. " -o " .. q(out) .. " 2>&1; echo \"rc=$?\"")
+  local s = p:read("*a")
+  p:close()
+  assert(s:match("rc=0%s*$"), "cannot compile " .. out .. ":\n" .. s)
+  return out
+end
+
 -- what the stand-in saw: the JSON after "STANDIN "
 local function seen(res)
   local j = assert(res.text:match("^STANDIN (.*)$"), res.text)
@@ -336,6 +405,234 @@ describe_or_pending("client-side resize (libvips)", function()
       local err = refused({ image = cut }, "image")
       assert.matches("cannot resize the image", err.message)
       assert.matches("[Pp]remature end", err.message)
+    end)
+  end)
+
+  describe("EXIF orientation beyond JPEG (as libvips applies it)", function()
+    it("turns a small PNG with an eXIf orientation upright", function()
+      local png = fx.png(dir .. "/side.png", 400, 200)
+      local rotated = set_orientation_in("png", png, dir .. "/side6.png", 6, 400, 200)
+      local _, raw = chat { image = rotated, resize = "off" }
+      assert.are.equal(400, raw.width)
+      local res, got = chat { image = rotated }
+      assert.is_true(res.images[1].resized)
+      assert.are.equal(6, res.images[1].original_orientation)
+      assert.are.equal(200, got.width)
+      assert.are.equal(400, got.height)
+    end)
+
+    it("turns a small WebP with a flagged EXIF chunk upright", function()
+      local webp = dir .. "/side.webp"
+      sh(("vips copy %s %s"):format(q(fx.png(dir .. "/side-w.png", 400, 200)), q(webp .. "[strip]")))
+      local rotated = set_orientation_in("webp", webp, dir .. "/side8.webp", 8, 400, 200)
+      local res, got = chat { image = rotated }
+      assert.is_true(res.images[1].resized)
+      assert.are.equal(8, res.images[1].original_orientation)
+      assert.are.equal(200, got.width)
+      assert.are.equal(400, got.height)
+    end)
+
+    it("leaves an upright PNG as it is", function()
+      local png = fx.png(dir .. "/up.png", 400, 200)
+      local up = set_orientation_in("png", png, dir .. "/up1.png", 1, 400, 200)
+      local res, got = chat { image = up }
+      assert.is_false(res.images[1].resized)
+      assert.are.equal(sha256(up), got.sha256)
+    end)
+  end)
+
+  describe("libvips is loaded only for an image that needs work", function()
+    -- a fresh interpreter: one chat, then is libvips in its address space?
+    local function child(image)
+      local lua, build = interp()
+      local script = dir .. "/maps.lua"
+      write(script, ([[
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./%s/?.so;" .. package.cpath
+local res, err = require("qwenvl").chat { prompt = "p", image = arg[1],
+  api_key = %q, base_url = %q, max_retries = 0 }
+local f = assert(io.open("/proc/self/maps"))
+local maps = f:read("*a")
+f:close()
+print(("MAPS %%s RESIZED %%s ERR %%s"):format(tostring(maps:find("libvips", 1, true) ~= nil),
+  tostring(res and res.images[1].resized), err and err.message or "-"))
+]]):format(build, srv.key, srv.base_url))
+      local out = sh(("%s %s %s"):format(lua, q(script), q(image)))
+      local maps, resized, err = out:match("MAPS (%a+) RESIZED (%a+) ERR ([^\n]*)")
+      assert(maps, out)
+      return maps == "true", resized, err
+    end
+
+    it("not for a small upright JPEG (libvips' own EXIF says orientation 1)", function()
+      local small = photo(dir, "tiny", 80, 60, nil, 80)
+      local mapped, resized = child(small)
+      assert.is_false(mapped)
+      assert.are.equal("false", resized)
+    end)
+
+    it("not for a small PNG", function()
+      local mapped, resized = child(fx.png(dir .. "/tiny.png", 80, 60))
+      assert.is_false(mapped)
+      assert.are.equal("false", resized)
+    end)
+
+    it("not to refuse an image over the decode cap", function()
+      local mapped, resized, err = child(png_header(dir .. "/bomb-maps.png", 65535, 65535))
+      assert.is_false(mapped)
+      assert.are.equal("nil", resized)
+      assert.matches("max_input_pixels", err)
+    end)
+
+    it("but for a small rotated JPEG, which it turns (the check can fail)", function()
+      local base = photo(dir, "tinyrot", 80, 60, nil, 80)
+      local mapped, resized = child(set_orientation(base, dir .. "/tinyrot6.jpg", 6))
+      assert.is_true(mapped)
+      assert.are.equal("true", resized)
+    end)
+  end)
+
+  describe("the decode cap (max_input_pixels)", function()
+    it("refuses a PNG declaring 65535x65535 before decoding it", function()
+      local bomb = png_header(dir .. "/bomb.png", 65535, 65535)
+      local err = refused({ image = bomb }, "image")
+      assert.matches("65535x65535", err.message)
+      assert.matches("4294%.8 megapixels", err.message)
+      assert.matches("limit of 100%.0 megapixels", err.message)
+      assert.matches("raise max_input_pixels", err.message)
+    end)
+
+    it("counts an interlaced PNG twice (libvips decodes it whole)", function()
+      local py = [[
+import sys, struct, zlib
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+ihdr = struct.pack('>IIBBBBB', 8000, 7000, 8, 0, 0, 0, 1)
+open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+]]
+      local f = dir .. "/il.png"
+      sh("python3 -c " .. q(py) .. " " .. q(f))
+      local err = refused({ image = f }, "image")
+      assert.matches("8000x7000 %(56%.0 megapixels, counted twice", err.message)
+    end)
+
+    it("does not apply when nothing is decoded (resize=\"off\")", function()
+      local bomb = png_header(dir .. "/bomb-off.png", 65535, 65535)
+      local res, got = chat { image = bomb, resize = "off" }
+      assert.is_false(res.images[1].resized)
+      assert.are.equal(65535, got.width)
+    end)
+  end)
+
+  describe("the time cap (timeout_s, through qv_resize)", function()
+    local tool
+    setup(function()
+      tool = compile(dir .. "/resize_check", "-std=c99 -D_POSIX_C_SOURCE=200809L " ..
+        "-D_DEFAULT_SOURCE -Isrc spec/c/resize_check.c src/qv_resize.c src/qv_exif.c " ..
+        "src/qv_image.c src/qv_buf.c -lm -lpthread -ldl")
+    end)
+
+    it("stops a resize that runs longer, with a clear error", function()
+      if not tool then return pending("no C compiler") end
+      local p = photo(dir, "slow", 6000, 4000, 2.0, 90)
+      -- the default finishes; a cap far below the decode time stops it
+      assert.matches("^ok 1982x1321 resized=1", sh(q(tool) .. " " .. q(p)))
+      local out = sh(q(tool) .. " " .. q(p) .. " 0.001")
+      assert.matches("^error: resizing the image was stopped after 0%.001 s, the time it is allowed", out)
+      -- and max_input_pixels, for the lead's request field
+      out = sh(q(tool) .. " " .. q(p) .. " 0 20000000")
+      assert.matches("^error: the image is 6000x4000 %(24%.0 megapixels%), over the limit of 20%.0", out)
+      os.remove(p)
+    end)
+  end)
+
+  describe("in a child forked after libvips was started", function()
+    local ft
+    setup(function()
+      local inc = type(jit) == "table" and "/usr/include/luajit-2.1"
+        or "/usr/include/lua" .. _VERSION:match("%d+%.%d+")
+      local so = compile(dir .. "/forktest.so", "-std=c99 -shared -fPIC -I" .. inc ..
+        " spec/c/forktest.c")
+      if so then
+        local saved = package.cpath
+        package.cpath = dir .. "/?.so;" .. package.cpath
+        ft = require("forktest")
+        package.cpath = saved
+      end
+    end)
+
+    it("fails at once with a clear error, and the parent keeps resizing", function()
+      if not ft then return pending("no C compiler") end
+      local big = photo(dir, "forkbig", 3000, 2000, 1.5, 90)
+      local base = photo(dir, "forkrot", 80, 60, nil, 80)
+      local rot = set_orientation(base, dir .. "/forkrot6.jpg", 6)
+      local small = photo(dir, "forksmall", 80, 60, nil, 80)
+      local res = chat { image = big }                -- starts libvips here
+      assert.is_true(res.images[1].resized)
+      local report = dir .. "/child.txt"
+      local pid = ft.fork()
+      if pid == 0 then
+        -- the child: never back into busted; report through a file
+        local lines = {}
+        local ok, err = pcall(function()
+          local r, e = qwenvl.chat(req { image = big })
+          lines[#lines + 1] = "big " .. (r and "ok" or (e.code .. " " .. e.message))
+          r, e = qwenvl.chat(req { image = small })
+          lines[#lines + 1] = "small " .. (r and tostring(r.images[1].resized) or e.message)
+          r, e = qwenvl.chat(req { image = rot })
+          lines[#lines + 1] = "rotated " .. (r and tostring(r.images[1].resized) or e.message)
+        end)
+        if not ok then lines[#lines + 1] = "child failed: " .. tostring(err) end
+        local f = io.open(report, "w")
+        if f then f:write(table.concat(lines, "\n"), "\n") f:close() end
+        ft.exit(ok and 0 or 3)
+      end
+      -- a hang is a failure, not a stuck suite
+      local code, why = ft.wait(pid, 120)
+      assert.is_nil(why)
+      local got = fx.try_read(report) or ""
+      -- under valgrind the child's _exit runs a leak check that reports
+      -- what the parent's threads held: its own exit code, 99
+      if os.getenv("QWENVL_UNDER_VALGRIND") == "1" and code == 99 then code = 0 end
+      assert.are.equal(0, code, got)
+      assert.matches("big invalid_request image: cannot resize the image: libvips cannot " ..
+        "resize in this process %(pid %d+%): it was started in process %d+, which then " ..
+        "forked this one", got)
+      assert.matches("resize before forking", got)
+      -- what needs no libvips still works there; a rotation is left to the server
+      assert.matches("\nsmall false\n", got)
+      assert.matches("\nrotated false\n", got)
+      -- the parent is unaffected
+      local again = chat { image = big }
+      assert.is_true(again.images[1].resized)
+    end)
+  end)
+
+  describe("without libvips at run time", function()
+    it("says what to install, and still sends what needs no resize", function()
+      -- hide libvips in a private mount namespace (root and unshare only)
+      local real = sh("readlink -f $(ldconfig -p | awk '/libvips\\.so\\.42 /{print $NF; exit}') || true")
+        :gsub("%s+$", "")
+      local _, ok = fx.sh("unshare -m true")
+      if real == "" or not ok then return pending("needs unshare -m (root) and ldconfig") end
+      local lua, build = interp()
+      local big = photo(dir, "novips", 3000, 2000, 1.5, 90)
+      local small = photo(dir, "novips-small", 80, 60, nil, 80)
+      local script = dir .. "/novips.lua"
+      write(script, ([[
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./%s/?.so;" .. package.cpath
+local qwenvl = require("qwenvl")
+for i = 1, #arg do
+  local res, err = qwenvl.chat { prompt = "p", image = arg[i], api_key = %q,
+    base_url = %q, max_retries = 0 }
+  print(res and ("OK " .. tostring(res.images[1].resized)) or ("ERR " .. err.message))
+end
+]]):format(build, srv.key, srv.base_url))
+      local out = sh(("unshare -m sh -c %s"):format(q(("mount --bind /dev/null %s && exec %s %s %s %s")
+        :format(q(real), lua, q(script), q(small), q(big)))))
+      assert.matches("^OK false\n", out)
+      assert.matches("ERR image: cannot resize the image: libvips could not be loaded %(", out)
+      assert.matches("resizing needs it: apt%-get install libvips42 %(Debian, Ubuntu%)", out)
+      assert.matches("or set resize=\"off\"", out)
     end)
   end)
 

@@ -1,17 +1,27 @@
 /*
-** qv_resize: downscale and re-encode images with libvips (see qv_resize.h).
-** libvips is dlopen()ed on the first resize, not linked (see init_vips).
+** qv_resize: downscale, rotate and re-encode images with libvips (see
+** qv_resize.h). libvips is dlopen()ed on the first image that needs it,
+** and called through a table typed by qv_vips.h (see init_vips).
 */
+#include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "qv_exif.h"
 #include "qv_resize.h"
+#include "qv_vips.h"
 
 size_t qv_resize_data_url_len(qv_format f, size_t n) {
   const char *mime = qv_image_mime(f);
   return strlen("data:;base64,") + (mime ? strlen(mime) : 10) + qv_base64_len(n);
 }
+
+/* ---- deciding, without libvips -------------------------------------- */
 
 static void fill_defaults(const qv_image_info *info, size_t n,
                           qv_resize_info *ri) {
@@ -22,7 +32,7 @@ static void fill_defaults(const qv_image_info *info, size_t n,
   ri->out_format = info->format;
 }
 
-/* Does an image of w x h (either orientation), n bytes, need work? */
+/* Does an image of w x h (either orientation), n bytes, need shrinking? */
 static int too_big(unsigned w, unsigned h, qv_format f, size_t n,
                    unsigned long max_pixels, unsigned max_side) {
   if (qv_resize_data_url_len(f, n) > QV_DATA_URL_LIMIT) return 1;
@@ -32,94 +42,109 @@ static int too_big(unsigned w, unsigned h, qv_format f, size_t n,
   return 0;
 }
 
-#ifndef QV_HAVE_VIPS
-
-int qv_resize_available(void) { return 0; }
-
-int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
-              const qv_resize_opts *o, qv_buf *out, qv_resize_info *ri,
-              const char **why) {
-  (void)in; (void)out;
-  fill_defaults(info, n, ri);
-  if (o->mode == QV_RESIZE_OFF) return 0;
-  /* Over the model's default budget only: DashScope downscales it anyway,
-  ** so send the original. Fail when the caller's own limits, or the data
-  ** URL limit, cannot be met. */
-  if (o->mode == QV_RESIZE_ALWAYS ||
-      too_big(info->width, info->height, info->format, n,
-              o->max_pixels ? o->max_pixels : (unsigned long)-1, o->max_side)) {
-    *why = "qwenvl was built without libvips; cannot resize (set resize=\"off\" "
-           "or install libvips-dev and rebuild)";
-    return -1;
+/* A JPEG whose first frame header is progressive (SOF2, 6, 10, 14):
+** libjpeg keeps every coefficient of the image until the last scan. */
+static int jpeg_progressive(const unsigned char *p, size_t n) {
+  size_t i = 2, len;
+  for (;;) {
+    unsigned m;
+    if (i >= n || p[i] != 0xFF) return 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (i >= n) return 0;
+    m = p[i++];
+    if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) continue;
+    if (m == 0x00 || m == 0xD8 || m == 0xD9 || m == 0xDA) return 0;
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC)
+      return m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE;
+    if (n - i < 2) return 0;
+    len = ((size_t)p[i] << 8) | p[i + 1];
+    if (len < 2 || n - i < len) return 0;
+    i += len;
   }
-  return 0;
 }
 
-#else
+int qv_resize_decodes_whole(const unsigned char *p, size_t n, qv_format f) {
+  switch (f) {
+    case QV_FMT_GIF: case QV_FMT_BMP: case QV_FMT_HEIC: return 1;
+    /* IHDR's interlace method (Adam7: the last pass completes each row) */
+    case QV_FMT_PNG: return n > 28 && p[28] != 0;
+    case QV_FMT_JPEG: return n >= 4 && jpeg_progressive(p, n);
+    default: return 0;
+  }
+}
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stddef.h>
-#include <vips/vips.h>
+static int upright(int o) { return o < 2 || o > 8; }
 
-/* libvips is not linked: it pulls in ~100 shared libraries, ~50 ms at
-** require() even for callers that never resize. It is dlopen()ed on the
-** first resize, and every libvips/GObject/GLib function used below is
-** called through this table. The headers still give the types, the
-** constants and (through check_prototypes) the prototypes.
-**   X(return type, field, symbol, parameters)
-** Field names are not the symbols: glib may define some of those as
-** function-like macros. */
-#define VIPS_API_LIST(X) \
-  X(int, init, vips_init, (const char *argv0)) \
-  X(void, cache_set_max, vips_cache_set_max, (int max)) \
-  X(guint, log_set_handler, g_log_set_handler, \
-    (const gchar *domain, GLogLevelFlags levels, GLogFunc fn, gpointer ud)) \
-  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
-  X(void, error_clear, vips_error_clear, (void)) \
-  X(void, gfree, g_free, (gpointer mem)) \
-  X(void, object_unref, g_object_unref, (gpointer object)) \
-  X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
-    (const void *data, size_t size)) \
-  X(VipsImage *, new_from_buffer, vips_image_new_from_buffer, \
-    (const void *buf, size_t len, const char *option_string, ...)) \
-  X(int, get_width, vips_image_get_width, (const VipsImage *image)) \
-  X(int, get_height, vips_image_get_height, (const VipsImage *image)) \
-  X(VipsInterpretation, get_interpretation, vips_image_get_interpretation, \
-    (const VipsImage *image)) \
-  X(GType, get_typeof, vips_image_get_typeof, \
-    (const VipsImage *image, const char *name)) \
-  X(int, get_orientation, vips_image_get_orientation, (VipsImage *image)) \
-  X(gboolean, get_orientation_swap, vips_image_get_orientation_swap, \
-    (VipsImage *image)) \
-  X(gboolean, hasalpha, vips_image_hasalpha, (VipsImage *image)) \
-  X(int, thumbnail_buffer, vips_thumbnail_buffer, \
-    (void *buf, size_t len, VipsImage **out, int width, ...)) \
-  X(VipsArrayDouble *, array_double_new, vips_array_double_new, \
-    (const double *array, int n)) \
-  X(void, area_unref, vips_area_unref, (VipsArea *area)) \
-  X(int, flatten, vips_flatten, (VipsImage *in, VipsImage **out, ...)) \
-  X(int, jpegsave_buffer, vips_jpegsave_buffer, \
-    (VipsImage *in, void **buf, size_t *len, ...)) \
-  X(int, pngsave_buffer, vips_pngsave_buffer, \
-    (VipsImage *in, void **buf, size_t *len, ...)) \
-  X(int, webpsave_buffer, vips_webpsave_buffer, \
-    (VipsImage *in, void **buf, size_t *len, ...))
+/* -1 with *why when w x h is more than the caller allows to decode. */
+static int over_cap(const unsigned char *in, size_t n, qv_format f,
+                    unsigned w, unsigned h, const qv_resize_opts *o,
+                    qv_resize_info *ri, const char **why) {
+  unsigned long cap = o->max_input_pixels ? o->max_input_pixels
+                                          : QV_RESIZE_MAX_INPUT_PIXELS;
+  int whole = qv_resize_decodes_whole(in, n, f);
+  double px = (double)w * (double)h;
+  if (px * (whole ? 2 : 1) <= (double)cap) return 0;
+  snprintf(ri->msg, sizeof ri->msg,
+           "the image is %ux%u (%.1f megapixels%s), over the limit of %.1f "
+           "megapixels that qwenvl decodes to resize an image (raise "
+           "max_input_pixels to allow it)", w, h, px / 1e6,
+           whole ? ", counted twice: this format is decoded whole into memory"
+                 : "", (double)cap / 1e6);
+  *why = ri->msg;
+  return -1;
+}
+
+int qv_resize_plan(const unsigned char *in, size_t n, const qv_image_info *info,
+                   const qv_resize_opts *o, qv_resize_info *ri,
+                   const char **why) {
+  unsigned long max_pixels = o->max_pixels ? o->max_pixels : QV_RESIZE_MAX_PIXELS;
+  fill_defaults(info, n, ri);
+  if (o->mode == QV_RESIZE_OFF) return 0;
+  ri->orientation = qv_exif_orientation(in, n);
+  if (o->mode == QV_RESIZE_ALWAYS ||
+      too_big(info->width, info->height, info->format, n, max_pixels, o->max_side))
+    ri->work |= QV_RESIZE_WORK_SIZE;
+  if (!upright(ri->orientation)) ri->work |= QV_RESIZE_WORK_ROTATE;
+  if (info->width == 0 || info->height == 0) ri->work |= QV_RESIZE_WORK_PROBE;
+  if (ri->work == 0) return 0;
+  if (!(ri->work & QV_RESIZE_WORK_PROBE) &&
+      over_cap(in, n, info->format, info->width, info->height, o, ri, why) != 0)
+    return -1;
+  return 1;
+}
+
+/* ---- libvips, loaded on demand -------------------------------------- */
 
 typedef struct vips_api {
 #define FIELD(ret, field, sym, params) ret (*field) params;
-  VIPS_API_LIST(FIELD)
+  QV_VIPS_API(FIELD)
 #undef FIELD
 } vips_api;
 
 static const struct { const char *sym; size_t off; } vips_syms[] = {
 #define ENTRY(ret, field, sym, params) { #sym, offsetof(vips_api, field) },
-  VIPS_API_LIST(ENTRY)
+  QV_VIPS_API(ENTRY)
 #undef ENTRY
 };
 
-/* sonames to try, in order: the runtime package's, then the dev symlink */
-static const char *const vips_sonames[] = { "libvips.so.42", "libvips.so" };
+/* where to look, in order: the runtime package's soname first */
+static const char *const vips_sonames[] = {
+#ifdef __APPLE__
+  /* Homebrew (Apple silicon, then Intel), MacPorts: the first is not on
+  ** dlopen's default search path */
+  "libvips.42.dylib", "/opt/homebrew/lib/libvips.42.dylib",
+  "/usr/local/lib/libvips.42.dylib", "/opt/local/lib/libvips.42.dylib",
+#else
+  "libvips.so.42", "libvips.so",
+#endif
+};
+
+#ifdef __APPLE__
+#define VIPS_INSTALL "brew install vips (or: port install vips)"
+#else
+#define VIPS_INSTALL "apt-get install libvips42 (Debian, Ubuntu), " \
+  "dnf install vips (Fedora), apk add vips (Alpine)"
+#endif
 
 /* the memcpy in init_vips relies on it (POSIX guarantees it for dlsym) */
 typedef char qv_fnptr_is_voidptr[sizeof(int (*)(void)) == sizeof(void *) ? 1 : -1];
@@ -128,18 +153,10 @@ typedef char qv_fnptr_is_voidptr[sizeof(int (*)(void)) == sizeof(void *) ? 1 : -
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static vips_api V;
 static int vips_ok;
-static char vips_why[320];       /* why !vips_ok */
+static pid_t vips_pid;           /* the process that ran vips_init */
+static char vips_why[400];       /* why !vips_ok */
 
-/* Never called: makes the compiler check each entry's type against the
-** header's prototype (sizeof does not evaluate, so nothing is linked). */
-static void check_prototypes(void) {
-#define CHECK(ret, field, sym, params) (void)sizeof(V.field = sym);
-  VIPS_API_LIST(CHECK)
-#undef CHECK
-}
-
-static void quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg,
-                  gpointer ud) {
+static void quiet(const char *domain, int level, const char *msg, void *ud) {
   (void)domain; (void)level; (void)msg; (void)ud;
 }
 
@@ -148,10 +165,10 @@ static void init_vips(void) {
   void *h = NULL;
   char err[200] = "";
   size_t i;
-  (void)check_prototypes;
+  int major, minor;
   for (i = 0; h == NULL && i < sizeof vips_sonames / sizeof *vips_sonames; i++) {
     h = dlopen(vips_sonames[i], RTLD_NOW | RTLD_LOCAL);
-    /* report the first (versioned) soname's error, not the dev symlink's */
+    /* report the first (versioned) soname's error, not a fallback's */
     if (h == NULL && i == 0) {
       const char *e = dlerror();
       snprintf(err, sizeof err, "%s", e ? e : vips_sonames[0]);
@@ -159,8 +176,8 @@ static void init_vips(void) {
   }
   if (h == NULL) {
     snprintf(vips_why, sizeof vips_why,
-             "libvips could not be loaded (%s); cannot resize (set "
-             "resize=\"off\", or install libvips: apt-get install libvips42)", err);
+             "libvips could not be loaded (%s); resizing needs it: " VIPS_INSTALL
+             "; or set resize=\"off\"", err);
     return;
   }
   /* dlsym on the handle searches libvips and its dependencies (GObject,
@@ -172,35 +189,63 @@ static void init_vips(void) {
     p = dlsym(h, vips_syms[i].sym);
     if (p == NULL) {
       snprintf(vips_why, sizeof vips_why,
-               "libvips could not be loaded (it has no %s: too old?); "
-               "cannot resize (set resize=\"off\", or install a newer "
-               "libvips: apt-get install libvips42)", vips_syms[i].sym);
+               "the libvips installed has no %s (too old?); resizing needs "
+               "libvips %d.%d or newer: " VIPS_INSTALL "; or set resize=\"off\"",
+               vips_syms[i].sym, QV_VIPS_MIN_MAJOR, QV_VIPS_MIN_MINOR);
       return;
     }
     /* POSIX: a function pointer has the representation of a void * */
     memcpy((char *)&api + vips_syms[i].off, &p, sizeof p);
   }
   V = api;
+  major = V.version(0);
+  minor = V.version(1);
+  if (major < QV_VIPS_MIN_MAJOR ||
+      (major == QV_VIPS_MIN_MAJOR && minor < QV_VIPS_MIN_MINOR)) {
+    snprintf(vips_why, sizeof vips_why,
+             "the libvips installed is %d.%d; resizing needs %d.%d or newer: "
+             VIPS_INSTALL "; or set resize=\"off\"", major, minor,
+             QV_VIPS_MIN_MAJOR, QV_VIPS_MIN_MINOR);
+    return;
+  }
   if (V.init("qwenvl") != 0) {
     snprintf(vips_why, sizeof vips_why,
              "libvips failed to initialise; cannot resize (set resize=\"off\")");
     return;
   }
+  vips_pid = getpid();
   vips_ok = 1;
   /* A corrupt tile makes libvips print warnings on stderr: inside an editor
   ** or a web server that is noise; the failure reaches the caller as an
   ** error table. Only the VIPS domain's warnings, as VIPS_WARNING=0 does. */
-  V.log_set_handler("VIPS", G_LOG_LEVEL_WARNING, quiet, NULL);
+  V.log_set_handler("VIPS", QV_G_LOG_LEVEL_WARNING, quiet, NULL);
   /* Every call here is new bytes: the operation cache could never hit,
   ** and would keep up to 100 operations alive, holding decoded pixels and
   ** blobs that point into input buffers we have already freed. */
   V.cache_set_max(0);
 }
 
-int qv_resize_available(void) {
+/* 1 when libvips can be used by this process. After fork() the child
+** has a copy of libvips' state but none of its worker threads: its first
+** pipeline would wait for them forever. */
+static int vips_here(void) {
   pthread_once(&vips_once, init_vips);
-  return vips_ok;
+  return vips_ok && getpid() == vips_pid;
 }
+
+/* Why !vips_here(), in buf when it is the fork. */
+static const char *vips_not_here(char *buf, size_t size) {
+  if (!vips_ok) return vips_why;
+  snprintf(buf, size,
+           "libvips cannot resize in this process (pid %ld): it was started "
+           "in process %ld, which then forked this one, and its threads do "
+           "not survive fork(); resize before forking, or in a process that "
+           "has not inherited libvips (exec), or set resize=\"off\"",
+           (long)getpid(), (long)vips_pid);
+  return buf;
+}
+
+int qv_resize_available(void) { return vips_here(); }
 
 /* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
 static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
@@ -233,41 +278,78 @@ static int loader_ok(const char *nick, qv_format f) {  /* class name */
   return f == QV_FMT_BMP && strncmp(nick, "VipsForeignLoadMagick", 21) == 0;
 }
 
-/* Decode at (about) tw x th, autorotated and in sRGB, and encode as fmt. */
-static int encode(const unsigned char *in, size_t n, int tw, int th,
-                  qv_format fmt, int q, void **buf, size_t *len,
-                  int *ow, int *oh) {
-  VipsImage *t = NULL, *flat = NULL;
-  int r;
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The time cap: libvips emits "eval" on the image being saved as rows
+** are produced; killing it makes the save fail at the next check. */
+typedef struct deadline {
+  double at;
+  int killed;
+} deadline;
+
+static void on_eval(qv_VipsImage *image, qv_VipsProgress *progress, void *ud) {
+  deadline *d = (deadline *)ud;
+  (void)progress;
+  if (!d->killed && now_s() > d->at) {
+    d->killed = 1;
+    V.set_kill(image, QV_G_TRUE);
+  }
+}
+
+/* Decode at (about) tw x th into *t: shrink-on-load, sequential, and
+** turned upright unless the orientation says it already is. Lazy: no
+** pixels are decoded until *t is saved. */
+static int thumbnail(const unsigned char *in, size_t n, int tw, int th,
+                     int rotate, qv_VipsImage **t) {
   /* the input stays ours: the blob neither copies nor frees it */
-  if (V.thumbnail_buffer((void *)(size_t)in, n, &t, tw, "height", th,
-                         "size", VIPS_SIZE_DOWN,
-                         "option_string", "fail_on=truncated", NULL) != 0)
-    return -1;
-  *ow = V.get_width(t);
-  *oh = V.get_height(t);
+  return V.thumbnail_buffer((void *)(size_t)in, n, t, tw, "height", th,
+                            "size", QV_VIPS_SIZE_DOWN,
+                            "no_rotate", rotate ? 0 : QV_G_TRUE,
+                            "option_string", "fail_on=truncated", NULL);
+}
+
+/* Encode t (consumed) as fmt. */
+static int encode(qv_VipsImage *t, qv_format fmt, int q, deadline *d,
+                  void **buf, size_t *len) {
+  qv_VipsImage *flat = NULL;
+  int r;
   if (fmt == QV_FMT_JPEG && V.hasalpha(t)) {
-    VipsArrayDouble *white;
+    qv_VipsArrayDouble *white;
     double bg[1] = { 255.0 };
-    if (V.get_interpretation(t) == VIPS_INTERPRETATION_RGB16 ||
-        V.get_interpretation(t) == VIPS_INTERPRETATION_GREY16)
+    if (V.get_interpretation(t) == QV_VIPS_INTERPRETATION_RGB16 ||
+        V.get_interpretation(t) == QV_VIPS_INTERPRETATION_GREY16)
       bg[0] = 65535.0;
     white = V.array_double_new(bg, 1);
     r = V.flatten(t, &flat, "background", white, NULL);
-    V.area_unref(VIPS_AREA(white));
+    V.area_unref((qv_VipsArea *)white);
     V.object_unref(t);
     if (r != 0) return -1;
     t = flat;
   }
+  V.set_progress(t, QV_G_TRUE);
+  V.signal_connect_data(t, "eval", (qv_GCallback)on_eval, d, NULL, 0);
   if (fmt == QV_FMT_PNG)
-    r = V.pngsave_buffer(t, buf, len, "strip", TRUE, "compression", 6, NULL);
+    r = V.pngsave_buffer(t, buf, len, "strip", QV_G_TRUE, "compression", 6, NULL);
   else if (fmt == QV_FMT_WEBP)
-    r = V.webpsave_buffer(t, buf, len, "strip", TRUE, "Q", q, NULL);
+    r = V.webpsave_buffer(t, buf, len, "strip", QV_G_TRUE, "Q", q, NULL);
   else
-    r = V.jpegsave_buffer(t, buf, len, "strip", TRUE, "Q", q,
-                          "optimize_coding", TRUE, NULL);
+    r = V.jpegsave_buffer(t, buf, len, "strip", QV_G_TRUE, "Q", q,
+                          "optimize_coding", QV_G_TRUE, NULL);
   V.object_unref(t);
   return r;
+}
+
+static int timed_out(qv_resize_info *ri, double limit, const char **why) {
+  V.error_clear();                /* libvips' "killed for image ..." */
+  snprintf(ri->msg, sizeof ri->msg,
+           "resizing the image was stopped after %g s, the time it is "
+           "allowed", limit);
+  *why = ri->msg;
+  return -1;
 }
 
 int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
@@ -275,48 +357,48 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
               const char **why) {
   unsigned long max_pixels = o->max_pixels ? o->max_pixels : QV_RESIZE_MAX_PIXELS;
   int q = o->quality > 0 && o->quality <= 100 ? o->quality : QV_RESIZE_QUALITY;
-  int need, alpha, swap, tries, nudges = 0;
+  double limit = o->timeout_s > 0 ? o->timeout_s : QV_RESIZE_TIMEOUT_S;
+  int alpha, rotate, tries, nudges = 0, swapped = 0, r;
   unsigned w, h;                 /* upright size */
   double scale = 1.0, s;
+  deadline dl;
   qv_format fmt;
   const char *nick;
-  VipsImage *hdr;
-  fill_defaults(info, n, ri);
-  if (o->mode == QV_RESIZE_OFF) return 0;
-  need = o->mode == QV_RESIZE_ALWAYS ||
-    too_big(info->width, info->height, info->format, n, max_pixels, o->max_side);
-  /* without a size from the header, or for a JPEG that may carry an EXIF
-  ** orientation, libvips reads the header (cheap: no pixels decoded) */
-  if (!need && info->width && info->format != QV_FMT_JPEG) return 0;
-  if (!qv_resize_available()) {
-    if (!need) return 0;
-    *why = vips_why;
+  qv_VipsImage *hdr;
+  if ((r = qv_resize_plan(in, n, info, o, ri, why)) <= 0) return r;
+  dl.at = now_s() + limit;
+  dl.killed = 0;
+  if (!vips_here()) {
+    /* as stored: the server gets the EXIF tag, or sizes it itself */
+    if (!(ri->work & QV_RESIZE_WORK_SIZE)) return 0;
+    *why = vips_not_here(ri->msg, sizeof ri->msg);
     return -1;
   }
   nick = V.find_load_buffer(in, n);
   if (!loader_ok(nick, info->format)) {
     V.error_clear();
-    if (!need) return 0;
+    if (ri->work == QV_RESIZE_WORK_PROBE) return 0;
     *why = "cannot decode the image: libvips has no safe loader for it";
     return -1;
   }
+  /* the header (no pixels): the size libvips will work with, and alpha */
   hdr = V.new_from_buffer(in, n, "", NULL);
   if (hdr == NULL) {
-    if (!need) { V.error_clear(); return 0; }
+    if (ri->work == QV_RESIZE_WORK_PROBE) { V.error_clear(); return 0; }
     return vips_fail(ri, "cannot decode the image", why);
   }
   ri->in_w = ri->out_w = (unsigned)V.get_width(hdr);
   ri->in_h = ri->out_h = (unsigned)V.get_height(hdr);
-  ri->orientation = V.get_typeof(hdr, VIPS_META_ORIENTATION)
-    ? V.get_orientation(hdr) : 0;
-  swap = V.get_orientation_swap(hdr);
   alpha = V.hasalpha(hdr);
   V.object_unref(hdr);
-  if (ri->orientation > 1 && ri->orientation <= 8) need = 1;
-  if (too_big(ri->in_w, ri->in_h, info->format, n, max_pixels, o->max_side)) need = 1;
-  if (!need) return 0;
-  w = swap ? ri->in_h : ri->in_w;
-  h = swap ? ri->in_w : ri->in_h;
+  if (too_big(ri->in_w, ri->in_h, info->format, n, max_pixels, o->max_side))
+    ri->work |= QV_RESIZE_WORK_SIZE;
+  if (ri->work == QV_RESIZE_WORK_PROBE) return 0;
+  if (over_cap(in, n, info->format, ri->in_w, ri->in_h, o, ri, why) != 0)
+    return -1;
+  rotate = !upright(ri->orientation);
+  w = qv_exif_swaps(ri->orientation) ? ri->in_h : ri->in_w;
+  h = qv_exif_swaps(ri->orientation) ? ri->in_w : ri->in_h;
   if (w == 0 || h == 0) { *why = "cannot decode the image: no size"; return -1; }
   /* the output format */
   fmt = o->format;
@@ -343,24 +425,43 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
   for (tries = 0; tries < 16; tries++) {
     void *buf = NULL;
     size_t len = 0, url;
-    int ow = 0, oh = 0;
+    int ow, oh;
     int tw = (int)floor(w * scale + 1e-6), th = (int)floor(h * scale + 1e-6);
+    qv_VipsImage *t = NULL;
+    if (now_s() > dl.at) return timed_out(ri, limit, why);
     if (tw < 1) tw = 1;
     if (th < 1) th = 1;
     /* fit by the longer side only: a box on both sides lets the rounded
     ** shorter side decide and lose a pixel on the longer one */
-    if (w >= h) th = VIPS_MAX_COORD;
-    else tw = VIPS_MAX_COORD;
-    if (encode(in, n, tw, th, fmt, q, &buf, &len, &ow, &oh) != 0)
+    if (w >= h) th = QV_VIPS_MAX_COORD;
+    else tw = QV_VIPS_MAX_COORD;
+    if (thumbnail(in, n, tw, th, rotate, &t) != 0)
       return vips_fail(ri, "cannot decode the image", why);
-    /* libvips rounds: nudge down when that crossed a limit */
+    ow = V.get_width(t);
+    oh = V.get_height(t);
+    /* libvips turned it otherwise than its EXIF said to us: fit again */
+    if (w != h && (ow > oh) != (w > h) && ow != oh && !swapped) {
+      unsigned x = w;
+      V.object_unref(t);
+      w = h;
+      h = x;
+      swapped = 1;
+      tries--;
+      continue;
+    }
+    /* libvips rounds: nudge down when that crossed a limit (nothing is
+    ** decoded yet: t is lazy) */
     if (((double)ow * oh > (double)max_pixels ||
          (o->max_side && ((unsigned)ow > o->max_side || (unsigned)oh > o->max_side)))
         && nudges++ < 8) {
-      V.gfree(buf);
+      V.object_unref(t);
       scale *= 0.997;
       tries--;
       continue;
+    }
+    if (encode(t, fmt, q, &dl, &buf, &len) != 0) {
+      if (dl.killed) return timed_out(ri, limit, why);
+      return vips_fail(ri, "cannot decode the image", why);
     }
     url = qv_resize_data_url_len(fmt, len);
     if (url <= QV_DATA_URL_LIMIT) {
@@ -387,5 +488,3 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
   *why = "cannot make the image small enough for a data URL";
   return -1;
 }
-
-#endif
