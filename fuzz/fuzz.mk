@@ -24,13 +24,15 @@ FUZZ_HEADERS = $(wildcard src/qv_*.h)
 FUZZ_EXTRA_sse ?= src/qv_sse.c src/qv_buf.c
 FUZZ_EXTRA_data_url ?= src/qv_image.c src/qv_buf.c
 FUZZ_EXTRA_image ?= src/qv_image.c src/qv_buf.c
-FUZZ_EXTRA_ini ?= src/qv_ini.c src/qv_buf.c
+FUZZ_EXTRA_ini ?= src/qv_ini.c src/qv_text.c src/qv_buf.c
 FUZZ_EXTRA_retry_after ?= src/qv_retry.c
 FUZZ_EXTRA_base64 ?= src/qv_image.c src/qv_buf.c
 
 # response: field extraction and stream folding of the real binding code in
 # a Lua 5.4 state with Debian's lua-cjson; no network, no engine.
-FUZZ_EXTRA_response = src/qv_result.c src/qv_buf.c src/qv_compat.c
+FUZZ_EXTRA_response = src/qv_result.c src/qv_stream.c src/qv_state.c \
+  src/qv_error.c src/qv_scrub.c src/qv_text.c src/qv_sse.c src/qv_engine.c \
+  src/qv_call.c src/qv_watch.c src/qv_retry.c src/qv_buf.c src/qv_compat.c
 FUZZ_LIBS_response = -llua5.4 -lcurl
 $(FUZZ_DIR)/fuzz_response: FUZZ_CFLAGS += -I/usr/include/lua5.4
 
@@ -80,11 +82,12 @@ fuzz-regress: $$(FUZZ_BINS)
 	done; exit $$fail
 
 UNIT_CC ?= gcc
-UNIT_CFLAGS ?= -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -fPIC -Wall -Wextra \
-  -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
-  -Wcast-qual -Wformat=2 -Wvla
+UNIT_CFLAGS ?= -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O2 -g -fPIC \
+  -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
+  -Wcast-qual -Wformat=2 -Wvla -Wdeclaration-after-statement
 UNIT_SRCS = src/qv_buf.c src/qv_image.c src/qv_sse.c src/qv_retry.c \
-  src/qv_ini.c
+  src/qv_ini.c src/qv_text.c src/qv_file.c src/qv_scrub.c src/qv_rate.c \
+  src/qv_target.c src/qv_watch.c
 UNIT_BIN = build/test_units
 
 $(UNIT_BIN): spec/c/test_units.c $(UNIT_SRCS) $(FUZZ_HEADERS)

@@ -1,23 +1,23 @@
 /*
-** Fuzz qv_result: response-body field extraction and stream-event
-** folding, through the real Lua-facing code (qv_result_finish,
-** qv_result_events, qv_result_emit) in a real lua_State with cjson.
-** No network: the harness fills a fake qv_call as the engine would.
+** Fuzz qv_result and qv_stream: response-body field extraction and
+** stream-event folding, through the real binding code (qv_result_push,
+** qv_stream_events, qv_stream_emit) in a real lua_State with cjson.
+** No network: the harness fills a qv_call_outcome as a call would.
 **
 ** Input: byte 0 picks the mode, byte 1 the HTTP status, byte 2 the
-** flags (json_mode, models, idle end, coalescing), the rest is the body.
-**   mode & 3 == 0  plain body -> qv_result_finish
+** flags (json_mode, models, on_delta, coalescing, idle end, ...), the
+** rest is the body.
+**   mode & 3 == 0  plain body -> qv_result_push
 **   mode & 3 == 1  stream: the rest split at '\n' into SSE payloads (a
 **                  payload starting with '!' is an "event: error"),
 **                  folded in pieces as the handle's pump does
-**   mode & 3 == 2  stream: the rest is taken as the internal event queue
-**                  itself (flag byte, u32 length, payload), which must
-**                  never be read out of bounds
+**   mode & 3 == 2  stream: the rest is taken as the event frames
+**                  themselves (qv_call.h), never read out of bounds
 **   mode & 3 == 3  plain body, and the call ends on a transport error
 ** Invariants (abort otherwise): the Lua stack is balanced, exactly the
 ** documented values come back (a result table, or nil + an error table
 ** with a string code), tostring(err) works, and the fake API key never
-** appears in err.message, err.raw or tostring(err) (the scrubbed fields).
+** appears anywhere in what comes back (result or error, tostring too).
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -25,22 +25,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "qv_lua.h"
+#include "qv_error.h"
+#include "qv_request.h"
+#include "qv_result.h"
+#include "qv_state.h"
+#include "qv_stream.h"
 
 #include <lualib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FAKE_KEY "sk-FUZZKEY-0123456789abcdef"
-
-/* qv_result.c needs these two from qv_engine.c / qv_call.c. */
-double qv_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double qv_call_elapsed(const qv_call *c) { return qv_now() - c->started; }
 
 static lua_State *G;
 
@@ -81,15 +76,82 @@ static void check_field_clean(lua_State *L, int t, const char *k) {
   lua_pop(L, 1);
 }
 
-/* Upvalue 2 is cjson (upvalue 1, the engine, is not used by qv_result). */
+/* Every string reachable from the value at idx (one level of tables,
+** and tostring of an error) is free of the fake key. */
+static void check_clean(lua_State *L, int idx) {
+  size_t n;
+  const char *s;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    s = lua_tolstring(L, idx, &n);
+    if (key_in(s, n)) { fprintf(stderr, "fake key leaked\n"); abort(); }
+    return;
+  }
+  if (!lua_istable(L, idx)) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -1) == LUA_TSTRING) check_clean(L, -1);
+    lua_pop(L, 1);
+  }
+}
+
+/* Fill the outcome's event frames from the body (mode 1 and 2). */
+static void frames(qv_buf *ev, const char *body, size_t body_n, int mode) {
+  size_t a = 0;
+  if (mode == 2) { qv_buf_add(ev, body, body_n); return; }
+  while (a <= body_n) {
+    const char *nl = memchr(body + a, '\n', body_n - a);
+    size_t e = nl ? (size_t)(nl - body) : body_n;
+    unsigned char head[5];
+    uint32_t len;
+    int err = e > a && body[a] == '!';
+    len = (uint32_t)(e - a - (size_t)err);
+    head[0] = (unsigned char)err;
+    memcpy(head + 1, &len, 4);
+    qv_buf_add(ev, head, 5);
+    qv_buf_add(ev, body + a + err, len);
+    a = e + 1;
+  }
+}
+
+/* Fold the frames in pieces at frame boundaries, as the handle's pump. */
+static void fold(lua_State *L, int st, qv_stream *s, const qv_buf *ev) {
+  size_t at = 0, k = 0;
+  int base;
+  while (at < ev->len && !s->failed) {
+    size_t p = at;
+    int frames_n = 1 + (int)(k++ % 3);
+    while (frames_n-- > 0 && p + 5 <= ev->len) {
+      uint32_t len;
+      memcpy(&len, ev->data + p + 1, 4);
+      if (len > ev->len - p - 5) { p = ev->len; break; }
+      p += 5 + len;
+    }
+    if (p == at) p = ev->len;
+    base = lua_gettop(L);
+    qv_stream_events(L, st, s, ev->data + at, p - at);
+    if (lua_gettop(L) != base) abort();
+    qv_stream_emit(L, st, s, 0);
+    if (lua_gettop(L) != base) abort();
+    at = p;
+  }
+  qv_stream_flush(s);
+  base = lua_gettop(L);
+  qv_stream_emit(L, st, s, 1);
+  if (lua_gettop(L) != base) abort();
+}
+
+/* The module's upvalues are this closure's (cjson is upvalue 2). */
 static int run(lua_State *L) {
   job *j = lua_touserdata(L, 1);
   const uint8_t *d = j->data;
   size_t n = j->size, body_n;
   const char *body;
-  int mode, flags, st, base, nret;
-  qv_call c;
+  int mode, flags, st, base, rc;
+  qv_call_outcome out;
+  qv_plan *p;
   qv_stream s;
+  qv_buf ev;
 
   if (n < 3) return 0;
   mode = d[0] & 3;
@@ -97,34 +159,35 @@ static int run(lua_State *L) {
   body = (const char *)d + 3;
   body_n = n - 3;
 
-  memset(&c, 0, sizeof c);
-  c.state = QV_DONE;
-  c.end = QV_END_RESPONSE;
-  c.status = statuses[d[1] % (sizeof statuses / sizeof statuses[0])];
-  c.attempts = 1 + (d[1] >> 5);
-  c.retry_after = (d[1] & 16) ? 2.5 : -1;
-  c.retryable = c.status >= 500 || c.status == 429;
-  c.started = qv_now();
-  c.o.timeout_s = 1;
-  c.o.idle_timeout_s = 1;
-  c.o.max_response_bytes = 1 << 20;
-  if (flags & 64) snprintf(c.request_id, sizeof c.request_id, "rid-%d", d[1]);
-  if (flags & 128) snprintf(c.content_type, sizeof c.content_type,
+  memset(&out, 0, sizeof out);
+  out.end = QV_END_RESPONSE;
+  out.status = statuses[d[1] % (sizeof statuses / sizeof statuses[0])];
+  out.attempts = 1 + (d[1] >> 5);
+  out.retry_after = (d[1] & 16) ? 2.5 : -1;
+  out.retryable = out.status >= 500 || out.status == 429;
+  if (flags & 64) snprintf(out.request_id, sizeof out.request_id, "rid-%d", d[1]);
+  if (flags & 128) snprintf(out.content_type, sizeof out.content_type,
                             "text/html; charset=utf-8");
-  c.headers = curl_slist_append(NULL, "Content-Type: application/json");
-  c.headers = curl_slist_append(c.headers, "Authorization: Bearer " FAKE_KEY);
-  qv_buf_init(&c.body_in);
-  qv_buf_init(&c.events);
-  qv_stream_init(&s);
+  qv_buf_init(&out.body);
+  qv_buf_init(&ev);
 
-  /* the state table the handle keeps: plan, on_delta, coalescing */
+  /* the plan: a userdata, as qv_request makes it */
+  p = lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  p->kind = (flags & 2) ? QV_KIND_MODELS : QV_KIND_CHAT;
+  p->json = flags & 1;
+  p->call.timeout_s = 1;
+  p->call.idle_timeout_s = 1;
+  p->call.max_response_bytes = 1 << 20;
+  p->call.stream = mode == 1 || mode == 2 || (flags & 32);
+  qv_secrets_init(&p->secrets);
+  qv_secrets_add(&p->secrets, FAKE_KEY, sizeof FAKE_KEY - 1);
+  qv_stream_init(&s, &p->secrets, (flags & 8) ? 0 : 0.05, (flags & 16) ? 1 : 256);
+
+  /* the state table the handle keeps */
   lua_createtable(L, 0, 8);
   st = lua_gettop(L);
   lua_createtable(L, 0, 8);
-  lua_pushstring(L, (flags & 2) ? "models" : "chat");
-  lua_setfield(L, -2, "kind");
-  lua_pushboolean(L, flags & 1);
-  lua_setfield(L, -2, "json");
   lua_pushliteral(L, "qwen3-vl-plus");
   lua_setfield(L, -2, "model");
   lua_pushliteral(L, "http://127.0.0.1:1/compatible-mode/v1");
@@ -134,107 +197,46 @@ static int run(lua_State *L) {
     lua_pushcfunction(L, on_delta);
     lua_setfield(L, st, "on_delta");
   }
-  lua_pushinteger(L, (flags & 8) ? 0 : 50);
-  lua_setfield(L, st, "coalesce_ms");
-  lua_pushinteger(L, (flags & 16) ? 1 : 256);
-  lua_setfield(L, st, "coalesce_bytes");
 
   if (mode == 1 || mode == 2) {
-    c.streaming = 1;
-    if (mode == 2) {
-      qv_buf_add(&c.events, body, body_n);
-    } else {
-      size_t a = 0;
-      while (a <= body_n) {
-        const char *nl = memchr(body + a, '\n', body_n - a);
-        size_t e = nl ? (size_t)(nl - body) : body_n;
-        unsigned char head[5];
-        uint32_t len;
-        int err = e > a && body[a] == '!';
-        len = (uint32_t)(e - a - (size_t)err);
-        head[0] = (unsigned char)err;
-        memcpy(head + 1, &len, 4);
-        qv_buf_add(&c.events, head, 5);
-        qv_buf_add(&c.events, body + a + err, len);
-        a = e + 1;
-      }
-    }
-    /* fold in pieces at frame boundaries, like the handle's pump */
-    {
-      size_t at = 0, k = 0;
-      while (at < c.events.len && !s.failed) {
-        size_t take = 0, p = at;
-        int frames = 1 + (int)(k++ % 3);
-        while (frames-- > 0 && p + 5 <= c.events.len) {
-          uint32_t len;
-          memcpy(&len, c.events.data + p + 1, 4);
-          if (len > c.events.len - p - 5) { p = c.events.len; break; }
-          p += 5 + len;
-        }
-        if (p == at) p = c.events.len;
-        take = p - at;
-        base = lua_gettop(L);
-        qv_result_events(L, st, &s, c.events.data + at, take);
-        if (lua_gettop(L) != base) abort();
-        qv_result_emit(L, st, &s, 0);
-        if (lua_gettop(L) != base) abort();
-        at += take;
-      }
-      base = lua_gettop(L);
-      qv_result_emit(L, st, &s, 1);
-      if (lua_gettop(L) != base) abort();
-    }
-    if (flags & 32) c.end = QV_END_IDLE;
+    out.streamed = 1;
+    frames(&ev, body, body_n, mode);
+    fold(L, st, &s, &ev);
+    if (flags & 32) out.end = QV_END_IDLE;
   } else {
-    qv_buf_add(&c.body_in, body, body_n);
+    qv_buf_add(&out.body, body, body_n);
     if (mode == 3) {
       static const qv_call_end ends[] = { QV_END_TRANSPORT, QV_END_BUDGET,
                                           QV_END_TOO_LARGE, QV_END_CANCELED };
-      c.end = ends[(flags >> 2) & 3];
-      c.curl_code = (flags & 32) ? CURLE_OPERATION_TIMEDOUT : CURLE_RECV_ERROR;
-      c.sse_error = (flags & 16) != 0;
+      out.end = ends[(flags >> 2) & 3];
+      out.curl_code = (flags & 32) ? CURLE_OPERATION_TIMEDOUT : CURLE_RECV_ERROR;
+      out.sse_error = (flags & 16) != 0;
     }
   }
 
   base = lua_gettop(L);
-  nret = qv_result_finish(L, &c, st, (mode == 1 || mode == 2) ? &s : NULL);
-  if (nret != 1 && nret != 2) abort();
-  if (lua_gettop(L) < base + nret) abort();
-  if (nret == 1) {
-    if (!lua_istable(L, -1)) abort();
+  rc = qv_result_push(L, &out, st, &s, p);
+  if (rc == 0) {
+    if (lua_gettop(L) != base + 1 || !lua_istable(L, -1)) abort();
+    check_clean(L, -1);
   } else {
     int e = lua_gettop(L);
     size_t tn;
     const char *ts;
-    if (!lua_isnil(L, -2) || !lua_istable(L, e)) abort();
+    if (rc != -1 || e != base + 2 || !lua_isnil(L, -2) || !lua_istable(L, e)) abort();
     lua_getfield(L, e, "code");
     if (lua_type(L, -1) != LUA_TSTRING) abort();
     lua_pop(L, 1);
-    check_field_clean(L, e, "message");
-    check_field_clean(L, e, "raw");
+    check_clean(L, e);
     ts = luaL_tolstring(L, e, &tn);   /* the error's __tostring */
     if (ts == NULL || strncmp(ts, "qwenvl: ", 8) != 0) abort();
-    if (key_in(ts, tn)) {
-      /* tostring shows message (scrubbed) plus api_code and request_id,
-      ** which are copied from the body unscrubbed: only fail when the key
-      ** came in through the scrubbed fields */
-      lua_getfield(L, e, "api_code");
-      lua_getfield(L, e, "request_id");
-      if (!key_in(lua_tostring(L, -2), lua_isstring(L, -2) ? lua_rawlen(L, -2) : 0) &&
-          !key_in(lua_tostring(L, -1), lua_isstring(L, -1) ? lua_rawlen(L, -1) : 0)) {
-        fprintf(stderr, "fake key leaked in tostring(err)\n");
-        abort();
-      }
-      lua_pop(L, 2);
-    }
+    if (key_in(ts, tn)) { fprintf(stderr, "fake key leaked in tostring(err)\n"); abort(); }
     lua_pop(L, 1);
   }
   lua_settop(L, 0);
-
   qv_stream_free(&s);
-  qv_buf_free(&c.body_in);
-  qv_buf_free(&c.events);
-  curl_slist_free_all(c.headers);
+  qv_buf_free(&out.body);
+  qv_buf_free(&ev);
   return 0;
 }
 
@@ -248,8 +250,6 @@ static lua_State *setup(void) {
   }
   /* cjson.decode_max_depth stays at its default (1000) */
   lua_setfield(L, LUA_REGISTRYINDEX, "fuzz.cjson");
-  lua_newtable(L);   /* pretend engine upvalue: qv_result never reads it */
-  lua_setfield(L, LUA_REGISTRYINDEX, "fuzz.engine");
   qv_error_register(L);
   return L;
 }
@@ -260,9 +260,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (G == NULL) G = setup();
   j.data = data;
   j.size = size;
-  lua_getfield(G, LUA_REGISTRYINDEX, "fuzz.engine");
+  lua_pushnil(G);                            /* the state: not used */
   lua_getfield(G, LUA_REGISTRYINDEX, "fuzz.cjson");
-  lua_pushcclosure(G, run, 2);
+  lua_pushnil(G);                            /* the hook point: no hooks */
+  lua_pushcclosure(G, run, QV_NUPVALUES);
   lua_pushlightuserdata(G, &j);
   rc = lua_pcall(G, 1, 0, 0);
   if (rc != 0) {

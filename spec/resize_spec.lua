@@ -526,7 +526,7 @@ open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chun
     local tool
     setup(function()
       tool = compile(dir .. "/resize_check", "-std=c99 -D_POSIX_C_SOURCE=200809L " ..
-        "-D_DEFAULT_SOURCE -Isrc spec/c/resize_check.c src/qv_resize.c src/qv_exif.c " ..
+        "-D_DEFAULT_SOURCE -Isrc spec/c/resize_check.c src/qv_resize.c src/qv_exif.c src/qv_file.c " ..
         "src/qv_image.c src/qv_buf.c -lm -lpthread -ldl")
     end)
 

@@ -12,6 +12,7 @@
 
 #include "qv_buf.h"
 #include "qv_image.h"
+#include "qv_file.h"
 #include "qv_resize.h"
 
 int main(int argc, char **argv) {
@@ -29,7 +30,7 @@ int main(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   if (argc > 2) o.timeout_s = atof(argv[2]);
   if (argc > 3) o.max_input_pixels = strtoul(argv[3], NULL, 10);
-  if (qv_image_read_file(argv[1], (size_t)1 << 30, &in, &why) != 0 ||
+  if (qv_file_read(argv[1], (size_t)1 << 30, &in, &why) != 0 ||
       qv_image_probe((const unsigned char *)in.data, in.len, &info, &why) != 0) {
     fprintf(stderr, "resize_check: %s: %s\n", argv[1], why);
     return 1;
