@@ -66,8 +66,8 @@ static int handle_gc(lua_State *L) {
   return 0;
 }
 
-int qv_handle_new(lua_State *L, int idx, int models) {
-  if (qv_request_plan(L, idx, models ? QV_KIND_MODELS : QV_KIND_CHAT) < 0)
+int qv_handle_new(lua_State *L, int idx, int kind) {
+  if (qv_request_plan(L, idx, (qv_kind)kind) < 0)
     return -1;
   return qv_handle_from_plan(L, lua_gettop(L));
 }
@@ -349,14 +349,14 @@ void qv_handle_register(lua_State *L) {
 int qv_handle_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  return qv_return(L, qv_handle_new(L, 1, 0), 1);
+  return qv_return(L, qv_handle_new(L, 1, QV_KIND_CHAT), 1);
 }
 
 /* A handle waited on at once, then closed (not left to the next GC).
-** (req, models, keeper): keeper.handle is where the guard finds it. */
+** (req, kind, keeper): keeper.handle is where the guard finds it. */
 static int blocking_body(lua_State *L) {
   int n;
-  if (qv_handle_new(L, 1, lua_toboolean(L, 2)) < 0) return 2;
+  if (qv_handle_new(L, 1, (int)lua_tointeger(L, 2)) < 0) return 2;
   lua_pushvalue(L, 4);
   lua_setfield(L, 3, "handle");
   n = wait_for(L, 4, -1);
@@ -366,14 +366,14 @@ static int blocking_body(lua_State *L) {
 
 /* Run blocking_body protected: whatever it raises (the interpreter's
 ** interrupt) closes the handle first, then propagates. */
-static int run_blocking(lua_State *L, int models) {
+static int run_blocking(lua_State *L, qv_kind kind) {
   int k;
   lua_settop(L, 1);
   lua_newtable(L);                          /* 2: keeper */
   for (k = 1; k <= QV_NUPVALUES; k++) lua_pushvalue(L, lua_upvalueindex(k));
   lua_pushcclosure(L, blocking_body, QV_NUPVALUES);
   lua_pushvalue(L, 1);
-  lua_pushboolean(L, models);
+  lua_pushinteger(L, kind);
   lua_pushvalue(L, 2);
   if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0) {
     lua_getfield(L, 2, "handle");
@@ -389,11 +389,16 @@ static int run_blocking(lua_State *L, int models) {
 
 int qv_handle_chat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  return run_blocking(L, 0);
+  return run_blocking(L, QV_KIND_CHAT);
 }
 
 int qv_handle_models(lua_State *L) {
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
   luaL_checktype(L, 1, LUA_TTABLE);
-  return run_blocking(L, 1);
+  return run_blocking(L, QV_KIND_MODELS);
+}
+
+int qv_handle_http(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return run_blocking(L, QV_KIND_HTTP);
 }

@@ -25,9 +25,10 @@
 
 typedef struct qv_handle qv_handle;
 
-/* Plan the request at idx and start it: pushes the handle and returns 0,
-** or pushes nil, err and returns -1. Needs the module's upvalues. */
-int qv_handle_new(lua_State *L, int idx, int models);
+/* Plan the request at idx (a qv_kind) and start it: pushes the handle
+** and returns 0, or pushes nil, err and returns -1. Needs the module's
+** upvalues. */
+int qv_handle_new(lua_State *L, int idx, int kind);
 
 /* Start the plan (qv_request) at idx, the top of the stack: replaces it
 ** by the handle and returns 0, or by nil, err (-1). */
@@ -49,10 +50,12 @@ void qv_handle_close(lua_State *L, int hidx);
 /* The plan's info table of the handle at hidx, pushed. */
 void qv_handle_push_info(lua_State *L, int hidx);
 
-/* Module functions: qwenvl.start, qwenvl.chat, qwenvl.list_models. */
+/* Module functions: qwenvl.start, qwenvl.chat, qwenvl.list_models,
+** qwenvl.http. */
 int qv_handle_start(lua_State *L);
 int qv_handle_chat(lua_State *L);
 int qv_handle_models(lua_State *L);
+int qv_handle_http(lua_State *L);
 
 /* The metatable, its methods bound to the module's upvalues (on top). */
 void qv_handle_register(lua_State *L);

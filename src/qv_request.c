@@ -31,6 +31,13 @@ static const char *const models_fields[] = {
   "proxy", "noproxy", NULL
 };
 
+static const char *const http_fields[] = {
+  "method", "path", "json", "body", "form", "download", "api_key", "base_url",
+  "region", "max_retries", "retry_backoff_s", "timeout_s", "connect_timeout_s",
+  "max_retry_after_s", "max_response_bytes", "cainfo", "capath", "proxy",
+  "noproxy", NULL
+};
+
 /* Where the fields are while a plan is made. */
 typedef struct ctx {
   lua_State *L;
@@ -44,6 +51,9 @@ typedef struct ctx {
 static void plan_release(qv_plan *p) {
   qv_images_free(p->images);
   p->images = NULL;
+  free(p->form);
+  p->form = NULL;
+  qv_buf_free(&p->download);
   qv_buf_free(&p->body);
   curl_slist_free_all(p->headers);   /* holds the key: wiped below first */
   p->headers = NULL;
@@ -90,6 +100,7 @@ static qv_plan *plan_new(lua_State *L) {
   qv_buf_init(&p->capath);
   qv_buf_init(&p->proxy);
   qv_buf_init(&p->noproxy);
+  qv_buf_init(&p->download);
   qv_secrets_init(&p->secrets);
   luaL_getmetatable(L, QV_PLAN_MT);
   lua_setmetatable(L, -2);
@@ -644,34 +655,151 @@ static int plan_chat(ctx *x) {
   return 0;
 }
 
+/* ---- any method and path (Files and Batch APIs) -------------------------- */
+
+/* form = { {name=, value=} or {name=, file=, filename=, type=}, ... } */
+static int read_form(ctx *x) {
+  lua_State *L = x->L;
+  qv_plan *p = x->p;
+  int list, i, n;
+  if (field(x, "form") == LUA_TNIL) { lua_pop(L, 1); return 0; }
+  if (!lua_istable(L, -1)) return qv_fail_field(L, "form", "form must be a list of parts");
+  list = lua_gettop(L);
+  lua_pushvalue(L, list);
+  lua_setfield(L, x->info, "form");         /* keeps the strings alive */
+  n = (int)lua_rawlen(L, list);
+  if (n == 0 || n > 16) return qv_fail_field(L, "form", "form must have 1 to 16 parts");
+  p->form = calloc((size_t)n, sizeof *p->form);
+  if (p->form == NULL) return qv_fail_field(L, "form", "out of memory");
+  p->nform = n;
+  for (i = 0; i < n; i++) {
+    static const char *const keys[] = { "name", "value", "file", "filename", "type", NULL };
+    const char **slot[5];
+    int k;
+    slot[0] = &p->form[i].name; slot[1] = &p->form[i].value;
+    slot[2] = &p->form[i].file; slot[3] = &p->form[i].filename;
+    slot[4] = &p->form[i].type;
+    lua_rawgeti(L, list, i + 1);
+    if (!lua_istable(L, -1)) return qv_fail_field(L, "form", "form[%d] must be a table", i + 1);
+    for (k = 0; keys[k]; k++) {
+      size_t len;
+      lua_getfield(L, -1, keys[k]);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        *slot[k] = lua_tolstring(L, -1, &len);   /* anchored in info.form */
+        if (memchr(*slot[k], '\0', len) || (k != 1 && qv_text_has_ctl(*slot[k], len, 0)))
+          return qv_fail_field(L, "form", "form[%d].%s contains control characters",
+                               i + 1, keys[k]);
+      } else if (!lua_isnil(L, -1)) {
+        return qv_fail_field(L, "form", "form[%d].%s must be a string", i + 1, keys[k]);
+      }
+      lua_pop(L, 1);
+    }
+    if (p->form[i].name == NULL || (p->form[i].value == NULL) == (p->form[i].file == NULL))
+      return qv_fail_field(L, "form", "form[%d] needs a name and a value or a file", i + 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int plan_http(ctx *x) {
+  lua_State *L = x->L;
+  qv_plan *p = x->p;
+  const char *method = "GET", *path = NULL, *s;
+  size_t n;
+  int r, has_body;
+  if (get_str(x, "method", &method, &n, 8, WORD) < 0) return -1;
+  if (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "DELETE"))
+    return qv_fail_field(L, "method", "method must be GET, POST or DELETE");
+  if ((r = get_str(x, "path", &path, &n, 2048, WORD | TEXT)) < 0) return -1;
+  if (r == 0 || path[0] != '/')
+    return qv_fail_field(L, "path", "path must start with '/' (it goes after the base URL)");
+  qv_buf_adds(&p->url, path);
+  if (read_form(x) < 0) return -1;
+  has_body = field(x, "json") != LUA_TNIL;
+  if (has_body) {
+    if (qv_json_encode(L, -1) != 0) {
+      lua_pop(L, 1);
+      return qv_fail_field(L, "json", "json cannot be encoded as JSON");
+    }
+    s = lua_tolstring(L, -1, &n);
+    qv_buf_add(&p->body, s, n);
+    lua_pop(L, 2);
+  } else {
+    lua_pop(L, 1);
+    if ((r = get_str(x, "body", &s, &n, (size_t)1 << 30, 0)) < 0) return -1;
+    if (r) { qv_buf_add(&p->body, s, n); has_body = 1; }
+  }
+  if (has_body && p->form)
+    return qv_fail_field(L, "form", "give form or a body (json, body), not both");
+  if ((has_body || p->form) && strcmp(method, "POST") != 0)
+    return qv_fail_field(L, "method", "only POST sends a body");
+  if ((r = get_str(x, "download", &s, &n, QV_STR_MAX, LINE)) < 0) return -1;
+  if (r) { qv_buf_add(&p->download, s, n); p->call.download = p->download.data; }
+  /* POST is not idempotent here (it creates a batch): never retried
+  ** unless the caller said how many times */
+  if (strcmp(method, "POST") == 0) {
+    if (field(x, "max_retries") == LUA_TNIL) p->call.max_retries = 0;
+    lua_pop(L, 1);
+  }
+  /* a literal: `method` lives only as long as the snapshot */
+  if (strcmp(method, "GET") == 0) p->call.method = "GET";
+  else if (strcmp(method, "POST") == 0) p->call.method = "POST";
+  else p->call.method = "DELETE";
+  p->call.form = p->form;
+  p->call.nform = p->nform;
+  if (p->body.oom || p->url.oom || p->download.oom)
+    return qv_fail_field(L, "body", "out of memory");
+  lua_pushboolean(L, field(x, "json") != LUA_TNIL);
+  lua_setfield(L, x->info, "json_body");
+  lua_pop(L, 1);
+  return 0;
+}
+
 /* ---- the plan ------------------------------------------------------------ */
 
 static int finish_plan(ctx *x) {
+  static const char *const kinds[] = { "chat", "models", "http" };
   lua_State *L = x->L;
   qv_plan *p = x->p;
-  int chat = p->kind == QV_KIND_CHAT;
+  int chat = p->kind == QV_KIND_CHAT, json_body = chat;
   struct curl_slist *h;
+  qv_buf path;
+  /* the URL: the base, then the path (http has put its own in p->url) */
+  qv_buf_init(&path);
+  qv_buf_add(&path, p->url.data ? p->url.data : "", p->url.len);
+  qv_buf_reset(&p->url);
   lua_getfield(L, x->info, "base_url");
   qv_buf_add(&p->url, lua_tostring(L, -1), lua_rawlen(L, -1));
   lua_pop(L, 1);
-  qv_buf_adds(&p->url, chat ? "/chat/completions" : "/models");
+  if (p->kind == QV_KIND_HTTP) {
+    qv_buf_add(&p->url, path.data, path.len);
+    lua_getfield(L, x->info, "json_body");
+    json_body = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else {
+    qv_buf_adds(&p->url, chat ? "/chat/completions" : "/models");
+    p->call.method = chat ? "POST" : "GET";
+  }
+  qv_buf_free(&path);
   h = curl_slist_append(p->headers, p->call.stream ? "Accept: text/event-stream"
-                                                   : "Accept: application/json");
-  if (h != NULL && chat) h = curl_slist_append(h, "Content-Type: application/json");
+                        : p->call.download ? "Accept: application/octet-stream"
+                        : "Accept: application/json");
+  if (h != NULL && json_body) h = curl_slist_append(h, "Content-Type: application/json");
   if (h != NULL) h = curl_slist_append(h, "Expect:");
   if (h == NULL || p->url.oom) return qv_fail_field(L, "request", "out of memory");
   p->call.url = p->url.data;
-  p->call.method = chat ? "POST" : "GET";
   p->call.user_agent = "qwenvl/" QV_VERSION;
   lua_pushlstring(L, p->url.data, p->url.len);
   lua_setfield(L, x->info, "url");
-  lua_pushstring(L, chat ? "chat" : "models");
+  lua_pushstring(L, kinds[p->kind]);
   lua_setfield(L, x->info, "kind");
   return 0;
 }
 
 static int plan(lua_State *L, int req, qv_kind kind) {
-  const char *const *names = kind == QV_KIND_CHAT ? chat_fields : models_fields;
+  const char *const *names = kind == QV_KIND_CHAT ? chat_fields
+                           : kind == QV_KIND_MODELS ? models_fields : http_fields;
   ctx x;
   int top;
   memset(&x, 0, sizeof x);
@@ -687,7 +815,8 @@ static int plan(lua_State *L, int req, qv_kind kind) {
   snapshot(L, req, names);
   x.snap = lua_gettop(L);
   if (read_transport(&x, kind == QV_KIND_CHAT) < 0 || resolve_target(&x) < 0 ||
-      (kind == QV_KIND_CHAT && plan_chat(&x) < 0) || finish_plan(&x) < 0) {
+      (kind == QV_KIND_CHAT && plan_chat(&x) < 0) ||
+      (kind == QV_KIND_HTTP && plan_http(&x) < 0) || finish_plan(&x) < 0) {
     /* the error may quote the caller's text (a path, a URL): scrub it */
     qv_scrub_fields(L, -1, &x.p->secrets);
     qv_error_settle(L, top - 1);

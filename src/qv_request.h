@@ -23,7 +23,9 @@
 
 #define QV_PLAN_MT "qwenvl.plan"
 
-typedef enum { QV_KIND_CHAT, QV_KIND_MODELS } qv_kind;
+/* chat: /chat/completions; models: GET /models; http: any method and
+** path under the base URL (the Files and Batch APIs). */
+typedef enum { QV_KIND_CHAT, QV_KIND_MODELS, QV_KIND_HTTP } qv_kind;
 
 typedef struct qv_plan {
   qv_kind kind;
@@ -37,6 +39,9 @@ typedef struct qv_plan {
   double coalesce_s;          /* on_delta batching */
   long coalesce_bytes;
   struct qv_images *images;   /* inputs while planning (qv_images) */
+  qv_form_part *form;         /* http: multipart parts (strings in info.form) */
+  int nform;
+  qv_buf download;            /* http: where a 2xx body goes */
 } qv_plan;
 
 /* Validate the request at idx. Pushes the plan userdata and returns 0;

@@ -403,6 +403,34 @@ static int models_result(lua_State *L, const qv_call_outcome *out, int st,
   return 0;
 }
 
+/* Any method and path: status, the body (or where it was written), the
+** decoded JSON when the body is JSON. */
+static int http_result(lua_State *L, const qv_call_outcome *out, int st,
+                       const qv_plan *p) {
+  const char *b = out->body.data ? out->body.data : "";
+  lua_createtable(L, 0, 10);
+  lua_pushinteger(L, out->status);
+  lua_setfield(L, -2, "status");
+  if (p->call.download == NULL) {
+    qv_push_scrubbed(L, &p->secrets, b, out->body.len);
+    lua_setfield(L, -2, "body");
+    if (out->body.len > 0 && qv_result_decode(L, b, out->body.len) == 0) {
+      lua_setfield(L, -2, "json");
+      lua_getfield(L, -1, "json");
+      keep_ids(L, lua_gettop(L), st);
+      lua_pop(L, 1);
+    }
+  } else {
+    lua_pushstring(L, p->download.data);
+    lua_setfield(L, -2, "download");
+  }
+  qv_error_str(L, "content_type", out->content_type);
+  lua_pushinteger(L, out->attempts);
+  lua_setfield(L, -2, "attempts");
+  set_common(L, out, st, &p->secrets);
+  return 0;
+}
+
 /* The common tail of a chat result at res. */
 static void finish_chat(lua_State *L, const qv_call_outcome *out, int st,
                         int res, const qv_plan *p) {
@@ -564,6 +592,7 @@ int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
     return rc;
   }
   if (out->status < 200 || out->status >= 300) return http_error(L, out, st, sec);
+  if (p->kind == QV_KIND_HTTP) return http_result(L, out, st, p);
   if (out->streamed) {
     if (s->failed || !s->done || out->end == QV_END_STREAM)
       return stream_failure(L, out, st, s, p);

@@ -185,6 +185,7 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
   static const luaL_Reg funcs[] = {
     { "chat", qv_handle_chat }, { "start", qv_handle_start },
     { "chat_many", qv_many_chat }, { "list_models", qv_handle_models },
+    { "http", qv_handle_http },
     { "config", m_config }, { "prepare", m_prepare }, { "fd", m_fd },
     { "timeout_ms", m_timeout_ms }, { "step", m_step },
     { "extract_json", m_extract_json }, { "scrub", m_scrub }, { "info", m_info },
