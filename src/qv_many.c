@@ -1,5 +1,6 @@
 /* qv_many: batches of requests (see qv_many.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qv_many.h"
@@ -47,9 +48,12 @@ static double opt_num(lua_State *L, int opts, const char *k, double dflt,
     luaL_error(L, "chat_many: %s must be a number", k);
   v = (double)lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(v >= lo && v <= hi) || (integer && v != floor(v)))
-    luaL_error(L, "chat_many: %s must be %s between %.17g and %.17g", k,
-               integer ? "an integer" : "a number", lo, hi);
+  if (!(v >= lo && v <= hi) || (integer && v != floor(v))) {
+    char msg[160];          /* lua_pushfstring has no precision: format here */
+    snprintf(msg, sizeof msg, "chat_many: %s must be %s between %.17g and %.17g",
+             k, integer ? "an integer" : "a number", lo, hi);
+    luaL_error(L, "%s", msg);
+  }
   return v;
 }
 

@@ -119,6 +119,39 @@ function M.standin_env(opts)
   return env
 end
 
+-- spec/c/forktest.c built for the running interpreter (fork/wait/_exit
+-- for specs; no luaposix here), or nil when there is no C compiler.
+function M.forktest(dir)
+  local inc = type(jit) == "table" and "/usr/include/luajit-2.1"
+    or "/usr/include/lua" .. _VERSION:match("%d+%.%d+")
+  local out, ok = M.sh(("cc -std=c99 -shared -fPIC -I%s spec/c/forktest.c -o %s"):format(
+    M.quote(inc), M.quote(dir .. "/forktest.so")))
+  if not ok then return nil, out end
+  local saved = package.cpath
+  package.cpath = dir .. "/?.so;" .. package.cpath
+  local mod = require("forktest")
+  package.cpath = saved
+  return mod
+end
+
+-- Resident memory of this process in MiB (Linux /proc).
+function M.rss_mib()
+  local s = M.try_read("/proc/self/status") or ""
+  return (tonumber(s:match("VmRSS:%s*(%d+)")) or 0) / 1024
+end
+
+-- Established TCP connections to 127.0.0.1:port (from any local client).
+function M.connections_to(port)
+  local n = 0
+  for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    local s = M.try_read(f) or ""
+    for rem, st in s:gmatch("%s+%x+:%x+%s+%x+:(%x+)%s+(%x%x)") do
+      if tonumber(rem, 16) == port and st == "01" then n = n + 1 end
+    end
+  end
+  return n
+end
+
 -- The interpreter and module folder of the running suite.
 function M.interp()
   if type(jit) == "table" then return "luajit", "./build/luajit/?.so" end
