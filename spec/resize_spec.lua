@@ -514,6 +514,16 @@ open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chun
       assert.matches("8000x7000 %(56%.0 megapixels, counted twice", err.message)
     end)
 
+    it("is the request field max_input_pixels: lower refuses, higher accepts", function()
+      local big = png_header(dir .. "/cap.png", 4000, 3000)
+      local err = refused({ image = big, max_input_pixels = 10000000 }, "image")
+      assert.matches("12%.0 megapixels", err.message)
+      assert.matches("limit of 10%.0 megapixels", err.message)
+      local _, e2 = qwenvl.prepare { prompt = "p", image = big, api_key = "sk-test-0000",
+        max_input_pixels = 0.5 }
+      assert.are.equal("max_input_pixels", e2.field)
+    end)
+
     it("does not apply when nothing is decoded (resize=\"off\")", function()
       local bomb = png_header(dir .. "/bomb-off.png", 65535, 65535)
       local res, got = chat { image = bomb, resize = "off" }

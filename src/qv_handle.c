@@ -127,15 +127,13 @@ static void settle(lua_State *L, qv_handle *h, int st) {
   h->finished = 1;
 }
 
-void qv_handle_pump(lua_State *L, int hidx) {
-  qv_handle *h = check(L, hidx);
-  int st, top = lua_gettop(L);
+/* Fold the stream events queued so far; returns how many bytes. */
+static size_t fold_events(lua_State *L, qv_handle *h, int st) {
   qv_buf ev;
-  if (h->finished || h->closed || h->busy || inherited(h)) return;
-  h->busy = 1;
-  st = push_state(L, hidx);
+  size_t n;
   qv_buf_init(&ev);
-  if (qv_call_take_events(h->call, &ev) > 0) {
+  n = qv_call_take_events(h->call, &ev);
+  if (n > 0) {
     /* the frames into a Lua string first: folding may raise */
     lua_pushlstring(L, ev.data, ev.len);
     qv_buf_free(&ev);
@@ -143,13 +141,32 @@ void qv_handle_pump(lua_State *L, int hidx) {
     lua_pop(L, 1);
   }
   qv_buf_free(&ev);
-  if (h->stream.failed && qv_call_state_of(h->call) != QV_DONE)
-    qv_call_abort(h->call, QV_END_STREAM);   /* the stream's outcome, not ours */
-  if (qv_call_state_of(h->call) == QV_DONE)
-    qv_stream_flush(&h->stream);           /* the held-back tail, too */
-  if (qv_stream_emit(L, st, &h->stream, qv_call_state_of(h->call) == QV_DONE) != 0)
-    qv_call_abort(h->call, QV_END_CANCELED);  /* on_delta raised: stop it */
-  if (qv_call_state_of(h->call) == QV_DONE && !h->close_pending) settle(L, h, st);
+  return n;
+}
+
+void qv_handle_pump(lua_State *L, int hidx) {
+  qv_handle *h = check(L, hidx);
+  int st, top = lua_gettop(L);
+  if (h->finished || h->closed || h->busy || inherited(h)) return;
+  h->busy = 1;
+  st = push_state(L, hidx);
+  fold_events(L, h, st);
+  for (;;) {
+    int done;
+    if (h->stream.failed && qv_call_state_of(h->call) != QV_DONE)
+      qv_call_abort(h->call, QV_END_STREAM);  /* the stream's outcome, not ours */
+    done = qv_call_state_of(h->call) == QV_DONE;
+    if (done) qv_stream_flush(&h->stream);   /* the held-back tail, too */
+    if (qv_stream_emit(L, st, &h->stream, done) != 0)
+      qv_call_abort(h->call, QV_END_CANCELED);  /* on_delta raised: stop it */
+    if (h->close_pending || !done) break;
+    /* on_delta may have run the engine (a blocking call inside it): what
+    ** arrived meanwhile is folded before the outcome is settled */
+    if (fold_events(L, h, st) == 0) {
+      settle(L, h, st);
+      break;
+    }
+  }
   h->busy = 0;
   if (h->close_pending) release(h);
   lua_settop(L, top);

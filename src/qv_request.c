@@ -22,7 +22,7 @@ static const char *const chat_fields[] = {
   "region", "extra", "stream", "on_delta", "coalesce_ms", "coalesce_bytes",
   "enable_thinking", "thinking_budget", "cainfo", "capath", "proxy",
   "noproxy", "resize", "max_pixels", "max_side", "image_format", "quality",
-  "min_pixels", NULL
+  "min_pixels", "max_input_pixels", NULL
 };
 
 static const char *const models_fields[] = {
@@ -431,6 +431,10 @@ static int read_resize(ctx *x, qv_images_opts *o, const char *detail) {
   if (got) r->max_pixels = (unsigned long)(o->max_pixels = v);
   if ((got = get_num(x, "min_pixels", &v, 1, 1e10, 1)) < 0) return -1;
   if (got) o->min_pixels = v;
+  if ((got = get_num(x, "max_input_pixels", &v, 1, 1e11, 1)) < 0) return -1;
+  if (got) r->max_input_pixels = (unsigned long)v;
+  /* a resize may not outlast the call it is for */
+  r->timeout_s = x->p->call.timeout_s;
   /* detail="high" raises the server's budget to 16,384 tokens */
   if (o->high && r->max_pixels == 0) r->max_pixels = 16384ul * 1024;
   if (o->min_pixels > 0 && o->max_pixels > 0 && o->min_pixels > o->max_pixels)
