@@ -42,6 +42,7 @@ static const char *const http_fields[] = {
 typedef struct ctx {
   lua_State *L;
   qv_plan *p;
+  int flags;                      /* QV_PLAN_BATCH */
   int snap;                       /* plain copy of the request's fields */
   int info;                       /* the plan's info table */
 } ctx;
@@ -632,8 +633,15 @@ static int plan_chat(ctx *x) {
   p->user_stream = stream;
   /* Thinking streams under the hood: long reasoning risks the service's
   ** non-streaming timeout, and a stream lets idle_timeout_s catch a stall.
-  ** QVQ answers streamed requests only. */
+  ** QVQ answers streamed requests only. A batch line never streams. */
   p->call.stream = stream || thinking || qvq;
+  if (x->flags & QV_PLAN_BATCH) {
+    if (stream || qvq)
+      return qv_fail_field(L, stream ? "stream" : "model", "%s", stream
+                           ? "a Batch API line cannot stream"
+                           : "QVQ models answer streamed requests only: not in a batch");
+    p->call.stream = 0;
+  }
   b.max_tokens = (lua_Integer)max_tokens;
   b.temperature = temperature;
   b.json = p->json;
@@ -801,13 +809,14 @@ static int finish_plan(ctx *x) {
   return 0;
 }
 
-static int plan(lua_State *L, int req, qv_kind kind) {
+static int plan(lua_State *L, int req, qv_kind kind, int flags) {
   const char *const *names = kind == QV_KIND_CHAT ? chat_fields
                            : kind == QV_KIND_MODELS ? models_fields : http_fields;
   ctx x;
   int top;
   memset(&x, 0, sizeof x);
   x.L = L;
+  x.flags = flags;
   if (check_known(L, req, names) < 0) return -1;
   x.p = plan_new(L);
   top = lua_gettop(L);
@@ -831,7 +840,11 @@ static int plan(lua_State *L, int req, qv_kind kind) {
 }
 
 int qv_request_plan(lua_State *L, int idx, qv_kind kind) {
-  return plan(L, qv_absindex(L, idx), kind);
+  return plan(L, qv_absindex(L, idx), kind, 0);
+}
+
+int qv_request_plan_for(lua_State *L, int idx, qv_kind kind, int flags) {
+  return plan(L, qv_absindex(L, idx), kind, flags);
 }
 
 qv_call *qv_request_start(qv_plan *p, qv_engine *e, const char **why) {

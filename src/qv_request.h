@@ -51,6 +51,11 @@ typedef struct qv_plan {
 ** error's strings never hold the key. */
 int qv_request_plan(lua_State *L, int idx, qv_kind kind);
 
+/* The same for a line of a Batch API file: no stream (the Batch API runs
+** requests whole; thinking goes as enable_thinking alone). */
+#define QV_PLAN_BATCH 1
+int qv_request_plan_for(lua_State *L, int idx, qv_kind kind, int flags);
+
 qv_plan *qv_request_check(lua_State *L, int idx);
 
 /* Hand the body and headers to a new call on e (the plan keeps the

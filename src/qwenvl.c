@@ -92,6 +92,26 @@ static int m_prepare(lua_State *L) {
   return 1;
 }
 
+/* qwenvl.encode(request [, {batch = true}]): the JSON body exactly as it
+** would be sent (inline images as base64), and the plan's info; nothing
+** is sent. batch = true makes a Batch API line body (no stream). */
+static int m_encode(lua_State *L) {
+  int flags = 0;
+  qv_plan *p;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "batch");
+    if (lua_toboolean(L, -1)) flags |= QV_PLAN_BATCH;
+    lua_pop(L, 1);
+  }
+  if (qv_request_plan_for(L, 1, QV_KIND_CHAT, flags) < 0) return 2;
+  p = qv_request_check(L, 3);
+  lua_pushlstring(L, p->body.data ? p->body.data : "", p->body.len);
+  qv_getuservalue(L, 3);
+  return 2;
+}
+
 /* qwenvl.extract_json(text): the JSON value in a model's answer, by the
 ** same rule as result.json: the whole text, a ``` fence, the outermost
 ** braces. Returns the value or nil, err. */
@@ -188,7 +208,7 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
     { "http", qv_handle_http },
     { "config", m_config }, { "prepare", m_prepare }, { "fd", m_fd },
     { "timeout_ms", m_timeout_ms }, { "step", m_step },
-    { "extract_json", m_extract_json }, { "scrub", m_scrub }, { "info", m_info },
+    { "extract_json", m_extract_json }, { "encode", m_encode }, { "scrub", m_scrub }, { "info", m_info },
     { NULL, NULL }
   };
   pthread_once(&curl_once, init_once);
