@@ -187,7 +187,7 @@ describe("qwenvl.schema", function()
       check("ab", { minLength = 3 }, "$: string of length 2 is shorter than minLength 3")
       check("héllo!", { maxLength = 5 }, "$: string of length 6 is longer than maxLength 5")
     end)
-    it("pattern (common regex subset)", function()
+    it("pattern (ECMA-262 regular expressions)", function()
       local s = { pattern = "^INV-\\d{3,5}$" }
       check("INV-123", s)
       check("INV-12345", s)
@@ -196,9 +196,12 @@ describe("qwenvl.schema", function()
       check("31/01/2024", { pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" }, '$: "31/01/2024" does not match pattern "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"')
       check("abc", { pattern = "b" })          -- unanchored: a search
     end)
-    it("skips patterns Lua cannot express instead of failing", function()
-      check("anything", { pattern = "^(a|b)+$" })
+    it("checks patterns with groups and alternation (once skipped)", function()
+      check("abba", { pattern = "^(a|b)+$" })
+      check("anything", { pattern = "^(a|b)+$" }, '$: "anything" does not match pattern "^(a|b)+$"')
+      check("2024-01-31", { pattern = "^(\\d{4})-(0[1-9]|1[0-2])-\\d{2}$" })
     end)
+    -- patterns in depth (limits, characters, ECMA-262 vs PCRE2): schema_regex_spec.lua
   end)
 
   describe("combinators", function()
