@@ -81,8 +81,14 @@ local function is_object_mt(mt)
   return type(mt) == "table" and mt.__jsontype == "object"
 end
 
--- "array", "object" or "empty" (an empty table without a marker)
-local function table_kind(t)
+-- During a validation, what is learnt about the document's tables and
+-- strings (kinds, lengths, sorted keys) is kept here, so a node visited
+-- again costs what its schema does, not the size of its value; `ops`
+-- counts the element-wise work (keys, list entries, comparisons) that the
+-- validation's budget is charged for. nil outside schema.validate.
+local memo
+
+local function kind_of(t)
   local mt = getmetatable(t)
   if is_array_mt(mt) then return "array" end
   if is_object_mt(mt) then return "object" end
@@ -97,14 +103,36 @@ local function table_kind(t)
   end
   return "array"
 end
+
+-- "array", "object" or "empty" (an empty table without a marker)
+local function table_kind(t)
+  if not memo then return kind_of(t) end
+  local k = memo.kind[t]
+  if not k then k = kind_of(t); memo.kind[t] = k end
+  return k
+end
 M.table_kind = table_kind
 
 local function array_len(t)
-  local n = 0
+  local n = memo and memo.len[t]
+  if n then return n end
+  n = 0
   for k in pairs(t) do
     if type(k) == "number" and k > n then n = k end
   end
+  if memo then memo.len[t] = n end
   return n
+end
+
+-- the keys of t, sorted as strings (a deterministic order for messages)
+local function sorted_keys(t)
+  local keys = memo and memo.keys[t]
+  if keys then return keys end
+  keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if memo then memo.keys[t] = keys end
+  return keys
 end
 
 local function is_integer(n)
@@ -218,9 +246,7 @@ local function show(v, depth)
       if array_len(v) > 5 then parts[#parts + 1] = "..." end
       return "[" .. concat(parts, ",") .. "]"
     end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
+    local keys = sorted_keys(v)
     for i = 1, math.min(#keys, 5) do parts[#parts + 1] = quote(keys[i]) .. ":" .. show(v[keys[i]], depth + 1) end
     if #keys > 5 then parts[#parts + 1] = "..." end
     return "{" .. concat(parts, ",") .. "}"
@@ -229,17 +255,18 @@ local function show(v, depth)
 end
 
 local function utf8_len(s)
+  local n = memo and memo.ulen[s]
+  if n then return n end
   -- count bytes that do not continue a multi-byte sequence
-  local n = 0
-  for i = 1, #s do
-    local b = s:byte(i)
-    if b < 0x80 or b >= 0xC0 then n = n + 1 end
-  end
+  local _
+  _, n = s:gsub("[^\128-\191]", "")
+  if memo then memo.ulen[s] = n end
   return n
 end
 M.utf8_len = utf8_len
 
 local function deep_equal(a, b)
+  if memo then memo.ops = memo.ops + 1 end
   if a == b then return true end
   local ta, tb = type(a), type(b)
   if (a == nil or is_null(a)) and (b == nil or is_null(b)) then return true end
@@ -493,12 +520,6 @@ local function pointer_tok(k)
   return (tostring(k):gsub("~", "~0"):gsub("/", "~1"))
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
 
 -- nil, or a message naming the first pattern that cannot be used
 local function check_patterns(root)
@@ -593,10 +614,15 @@ end
 
 local validate_node
 
--- Work budget of one validation, in schema-node visits: recursive or
--- exponential $ref/allOf graphs that stay under the depth limit end here.
-local WORK_LIMIT = 1000000
+-- Work budget of one validation, in units of about one schema-node visit:
+-- recursive or exponential $ref/allOf graphs that stay under the depth
+-- limit end here. Element-wise work (memo.ops: keys, list entries,
+-- comparisons) costs a unit per OPS_PER_UNIT.
+local WORK_LIMIT = 500000
+local OPS_PER_UNIT = 8
 local DEPTH_LIMIT_NODES = 64
+-- errors kept per list; the rest are counted ("$: N more errors not listed")
+local MAX_ERRORS = 100
 
 -- A validation that cannot be decided (a limit hit, a pattern that cannot
 -- be checked) stops at once: it must not pass as a mere mismatch inside
@@ -608,11 +634,24 @@ local function stop(ctx, path, msg)
   error(STOP, 0)
 end
 
-local function spend(ctx, path, units, why)
+local function too_many_nodes()
+  return format("the validation passed its work limit (%d, about one per schema node visited): "
+    .. "a recursive or exponential $ref/allOf graph?", WORK_LIMIT)
+end
+
+-- why(a, b): the message when a large charge (a long string, a long array)
+-- is what passes the budget, built only then
+local function spend(ctx, path, units, why, a, b)
   local sh = ctx.shared
+  local ops = memo.ops
+  if ops >= OPS_PER_UNIT then
+    units = units + floor(ops / OPS_PER_UNIT)
+    memo.ops = ops % OPS_PER_UNIT
+  end
   sh.work = sh.work + units
   if sh.work > WORK_LIMIT then
-    stop(ctx, path, "schema too complex: " .. why())
+    local big = why and units >= WORK_LIMIT / 4
+    stop(ctx, path, "schema too complex: " .. (big and why(a, b) or too_many_nodes()))
   end
 end
 
@@ -637,7 +676,14 @@ local function sub_errors(ctx, doc, s, path)
 end
 
 local function add(ctx, path, msg)
-  ctx.errors[#ctx.errors + 1] = path .. ": " .. msg
+  local errors = ctx.errors
+  if #errors >= MAX_ERRORS then ctx.dropped = (ctx.dropped or 0) + 1; return end
+  errors[#errors + 1] = path .. ": " .. msg
+end
+
+local function too_long_for_pattern(re, n)
+  return format("checking pattern %s against a string of %d bytes would pass the work limit (%d)",
+    quote(re), n, WORK_LIMIT)
 end
 
 -- does `subject` (a string) match pattern `re`? Stops the validation when
@@ -647,16 +693,17 @@ local function pattern_match(ctx, re, subject, path)
   if not r then
     stop(ctx, path, "cannot check pattern " .. quote(re) .. ": " .. err)
   end
-  local bad = utf8_error(subject)
+  local bad = memo.uerr[subject]
+  if bad == nil then
+    bad = utf8_error(subject) or false
+    memo.uerr[subject] = bad
+  end
   if bad then
     stop(ctx, path, format("string is not valid UTF-8 (byte %d), so pattern %s cannot be checked",
       bad, quote(re)))
   end
   local n = #subject
-  spend(ctx, path, 1 + floor(n * n / PATTERN_COST_DIV), function()
-    return format("checking pattern %s against a string of %d bytes would pass the work limit (%d)",
-      quote(re), n, WORK_LIMIT)
-  end)
+  spend(ctx, path, 1 + floor(n * n / PATTERN_COST_DIV), too_long_for_pattern, re, n)
   local found, merr = regex_find(r, subject)
   if found == nil then
     stop(ctx, path, "pattern " .. quote(re) .. " could not be checked against " .. show(subject)
@@ -675,6 +722,7 @@ local function check_type(ctx, doc, s, path)
   local types = type_list(s.type)
   if #types == 0 then return true end
   for _, name in ipairs(types) do
+    memo.ops = memo.ops + 1
     if has_type(doc, name) then return true end
   end
   local got = json_type(doc)
@@ -682,9 +730,28 @@ local function check_type(ctx, doc, s, path)
   if #types == 1 and types[1] == "integer" and got == "number" then
     add(ctx, path, "expected integer, got number " .. fmtnum(doc))
   else
-    add(ctx, path, "expected " .. concat(types, " or ") .. ", got " .. got)
+    local names = {}
+    for i, name in ipairs(types) do names[i] = tostring(name) end
+    add(ctx, path, "expected " .. concat(names, " or ") .. ", got " .. got)
   end
   return false
+end
+
+local function check_dependent(ctx, doc, s, path)
+  local dr = s.dependentRequired
+  if type(dr) ~= "table" then return end
+  for _, name in ipairs(sorted_keys(dr)) do
+    local needs = dr[name]
+    memo.ops = memo.ops + 1
+    if doc[name] ~= nil and type(needs) == "table" then
+      for _, other in ipairs(needs) do
+        memo.ops = memo.ops + 1
+        if doc[other] == nil then
+          add(ctx, path, "property " .. quote(name) .. " requires property " .. quote(other))
+        end
+      end
+    end
+  end
 end
 
 local function check_object(ctx, doc, s, path)
@@ -693,19 +760,24 @@ local function check_object(ctx, doc, s, path)
   local pkeys = pprops and sorted_keys(pprops)
   if type(s.required) == "table" then
     for _, name in ipairs(s.required) do
+      memo.ops = memo.ops + 1
       if doc[name] == nil then
         add(ctx, path, "missing required property " .. quote(name))
       end
     end
   end
-  local count = 0
-  local keys = {}
-  for k in pairs(doc) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  -- the document's keys only when a keyword looks at them
+  local names = s.propertyNames
+  if not (props or pprops or s.additionalProperties ~= nil or type(names) == "table" or names == false
+          or type(s.minProperties) == "number" or type(s.maxProperties) == "number") then
+    return check_dependent(ctx, doc, s, path)
+  end
+  local keys = sorted_keys(doc)
+  local count = #keys
+  memo.ops = memo.ops + count
   for _, k in ipairs(keys) do
     local v = doc[k]
     local ks = tostring(k)
-    count = count + 1
     local matched = false
     if props and props[ks] ~= nil then
       matched = true
@@ -740,18 +812,11 @@ local function check_object(ctx, doc, s, path)
   if type(s.maxProperties) == "number" and count > s.maxProperties then
     add(ctx, path, "has " .. count .. " properties, more than maxProperties " .. fmtnum(s.maxProperties))
   end
-  local dr = s.dependentRequired
-  if type(dr) == "table" then
-    for name, needs in pairs(dr) do
-      if doc[name] ~= nil and type(needs) == "table" then
-        for _, other in ipairs(needs) do
-          if doc[other] == nil then
-            add(ctx, path, "property " .. quote(name) .. " requires property " .. quote(other))
-          end
-        end
-      end
-    end
-  end
+  check_dependent(ctx, doc, s, path)
+end
+
+local function too_many_pairs(n)
+  return format("uniqueItems over %d items would pass the work limit (%d)", n, WORK_LIMIT)
 end
 
 local function check_array(ctx, doc, s, path)
@@ -789,17 +854,17 @@ local function check_array(ctx, doc, s, path)
     add(ctx, path, "has " .. n .. " items, more than maxItems " .. fmtnum(s.maxItems))
   end
   if s.uniqueItems == true then
-    -- pairwise: paid for from the work budget (a visit is far dearer than
-    -- comparing two scalars)
-    spend(ctx, path, floor(n * (n - 1) / 32), function()
-      return format("uniqueItems over %d items would pass the work limit (%d)", n, WORK_LIMIT)
-    end)
+    -- pairwise: a comparison per pair paid up front, deeper ones (items
+    -- that are tables) row by row as deep_equal counts them
+    spend(ctx, path, floor(n * (n - 1) / 2 / OPS_PER_UNIT), too_many_pairs, n)
     for i = 1, n do
       for j = i + 1, n do
         if deep_equal(doc[i], doc[j]) then
           add(ctx, path, "items " .. (i - 1) .. " and " .. (j - 1) .. " are equal, but uniqueItems is set")
         end
       end
+      memo.ops = memo.ops - (n - i)
+      spend(ctx, path, 0)
     end
   end
   if s.contains ~= nil then
@@ -879,10 +944,7 @@ function validate_node(ctx, doc, s, path)
   if ctx.depth > DEPTH_LIMIT_NODES then
     stop(ctx, path, "schema nesting too deep (recursive $ref?)")
   end
-  spend(ctx, path, 1, function()
-    return format("more than %d schema nodes visited (a recursive or exponential $ref/allOf graph?)",
-      WORK_LIMIT)
-  end)
+  spend(ctx, path, 1, too_many_nodes)
 
   if s["$ref"] ~= nil then
     local target = ref_target(ctx, s["$ref"])
@@ -904,6 +966,7 @@ function validate_node(ctx, doc, s, path)
     if not found then
       local opts = {}
       for _, e in ipairs(s.enum) do opts[#opts + 1] = show(e) end
+      memo.ops = memo.ops + #opts
       add(ctx, path, show(doc) .. " is not one of " .. concat(opts, ", "))
     end
   end
@@ -1000,10 +1063,15 @@ function M.validate(doc, schema)
   if s == nil then return false, { "$: " .. err } end
   local shared = { work = 0, cache = cache_for(s), refs = {} }
   local ctx = { root = s, errors = {}, depth = 0, shared = shared }
+  local outer = memo
+  memo = { kind = {}, len = {}, keys = {}, ulen = {}, uerr = {}, ops = 0 }
   local ok, e = pcall(validate_node, ctx, doc, s, "$")
+  memo = outer
   if not ok then
     if e ~= STOP then error(e, 0) end
     ctx.errors[#ctx.errors + 1] = shared.stopped
+  elseif ctx.dropped then
+    ctx.errors[#ctx.errors + 1] = "$: " .. ctx.dropped .. " more errors not listed"
   end
   return #ctx.errors == 0, ctx.errors
 end
