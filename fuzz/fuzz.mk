@@ -39,7 +39,7 @@ $(FUZZ_DIR)/fuzz_response: FUZZ_CFLAGS += -I/usr/include/lua5.4
 # that takes more than 5 s is a finding: the validator must always answer.
 FUZZ_TARGETS += schema
 FUZZ_LIBS_schema = -llua5.4
-FUZZ_FLAGS_schema = -timeout=5
+FUZZ_FLAGS_schema = -timeout=5 -dict=fuzz/schema.dict
 $(FUZZ_DIR)/fuzz_schema: FUZZ_CFLAGS += -I/usr/include/lua5.4 -DQV_LUA_DIR='"$(CURDIR)/lua"'
 
 FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))

@@ -330,6 +330,10 @@ describe("qwenvl.schema patterns", function()
       check("é", { pattern = "^\\u00e9$" })
       check("😀", { pattern = "^\\uD83D\\uDE00$" })
       check("😀", { pattern = "^\\u{1F600}$" })
+      check("A", { pattern = "^\\u{0000000041}$" })
+      local s0, err0 = schema.load({ pattern = "\\u{10000000000000041}" })   -- would wrap to "A"
+      assert.is_nil(s0)
+      assert.matches("beyond U+10FFFF", err0, 1, true)
       local s, err = schema.load({ pattern = "\\uD800" })   -- a lone surrogate
       assert.is_nil(s)
       assert.matches("disallowed Unicode code point", err, 1, true)

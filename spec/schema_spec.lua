@@ -77,6 +77,8 @@ describe("qwenvl.schema", function()
       local ok, errs = schema.validate(5, J('{"type":[{},["x"],7]}'))
       assert.is_false(ok)
       assert.matches("^%$: expected table: [^,]+ or table: [^,]+ or 7[%.0]*, got number$", errs[1])
+      -- bytes that are not UTF-8 are shown escaped: messages end up in JSON
+      check(1, { type = "integ\255er" }, "$: expected integ\\xffer, got number")
     end)
   end)
 

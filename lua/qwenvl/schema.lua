@@ -38,11 +38,13 @@
 -- are refused.
 --
 -- Validation time is bounded, whatever the schema and document: every
--- match is bounded by PCRE2's match/depth/heap limits, and a validation by
--- a work budget (schema-node visits, pattern subjects, uniqueItems pairs)
--- and a nesting depth. Reaching one stops the validation with an error
--- ("$.path: schema too complex: ...", "...exceeded the regular-expression
--- match limit...", "schema nesting too deep ..."): the document fails.
+-- match by PCRE2's match/depth/heap limits, a validation by a work budget
+-- (schema-node visits, keys and list entries looked at, pattern subjects,
+-- uniqueItems pairs; about a second of work) and a nesting depth of 64.
+-- Reaching one stops the validation with an error ("$.path: schema too
+-- complex: ...", "...exceeded the regular-expression match limit...",
+-- "schema nesting too deep ..."): the document fails, it is never taken as
+-- valid. At most 100 errors are listed; then "$: N more errors not listed".
 --
 -- Lua has one table type for JSON arrays and objects. A table is taken as an
 -- array when its keys are exactly 1..n (n > 0) or it carries an array
@@ -206,6 +208,16 @@ local function utf8_error(s)
   end
 end
 
+-- messages end up in JSON: text that is not UTF-8 has its high bytes
+-- shown as \xNN instead of copied
+local function clean(s)
+  s = tostring(s)
+  if utf8_error(s) then
+    s = s:gsub("[\128-\255]", function(c) return format("\\x%02x", c:byte()) end)
+  end
+  return s
+end
+
 local function quote(s)
   s = tostring(s):gsub('[%c"\\]', function(c)
     if c == '"' then return '\\"' end
@@ -214,11 +226,7 @@ local function quote(s)
     if c == "\t" then return "\\t" end
     return format("\\u%04x", c:byte())
   end)
-  -- messages end up in JSON: bytes that are not UTF-8 are shown, not copied
-  if utf8_error(s) then
-    s = s:gsub("[\128-\255]", function(c) return format("\\x%02x", c:byte()) end)
-  end
-  return '"' .. s .. '"'
+  return '"' .. clean(s) .. '"'
 end
 
 -- short rendering of a value for messages
@@ -383,7 +391,8 @@ local function ecma_to_pcre2(re)
         local h = match(re, "^{(%x+)}", i + 2)
         local cp, len
         if h then
-          cp, len = tonumber(h, 16), #h + 4
+          -- long hex would wrap around in tonumber: past U+10FFFF anyway
+          cp, len = #h:gsub("^0+", "") > 6 and huge or tonumber(h, 16), #h + 4
         else
           h = match(re, "^%x%x%x%x", i + 2)
           if not h then return nil, "\\u must be followed by 4 hex digits or {hex}" end
@@ -517,7 +526,7 @@ local SUB_MAP = { "properties", "patternProperties", "$defs", "definitions",
   "dependentSchemas", "dependencies" }
 
 local function pointer_tok(k)
-  return (tostring(k):gsub("~", "~0"):gsub("/", "~1"))
+  return clean((tostring(k):gsub("~", "~0"):gsub("/", "~1")))
 end
 
 
@@ -731,7 +740,7 @@ local function check_type(ctx, doc, s, path)
     add(ctx, path, "expected integer, got number " .. fmtnum(doc))
   else
     local names = {}
-    for i, name in ipairs(types) do names[i] = tostring(name) end
+    for i, name in ipairs(types) do names[i] = clean(name) end
     add(ctx, path, "expected " .. concat(names, " or ") .. ", got " .. got)
   end
   return false
