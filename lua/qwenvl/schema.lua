@@ -679,12 +679,16 @@ local function ref_target(ctx, ref)
 end
 
 local function sub_errors(ctx, doc, s, path)
+  memo.ops = memo.ops + OPS_PER_UNIT
   local sub = { root = ctx.root, errors = {}, depth = ctx.depth, shared = ctx.shared }
   validate_node(sub, doc, s, path)
   return sub.errors
 end
 
+-- an error costs about two visits to format (paid here, even when only
+-- counted)
 local function add(ctx, path, msg)
+  memo.ops = memo.ops + 2 * OPS_PER_UNIT
   local errors = ctx.errors
   if #errors >= MAX_ERRORS then ctx.dropped = (ctx.dropped or 0) + 1; return end
   errors[#errors + 1] = path .. ": " .. msg
@@ -975,7 +979,7 @@ function validate_node(ctx, doc, s, path)
     if not found then
       local opts = {}
       for _, e in ipairs(s.enum) do opts[#opts + 1] = show(e) end
-      memo.ops = memo.ops + #opts
+      memo.ops = memo.ops + #opts * OPS_PER_UNIT
       add(ctx, path, show(doc) .. " is not one of " .. concat(opts, ", "))
     end
   end
