@@ -28,14 +28,16 @@ local function check(doc, s, expected_errors)
   end
 end
 
--- schema.validate(doc, s) in a fresh interpreter; doc and s are JSON text.
--- Returns ok, errors (or fails when the child died or was killed).
-local function validate_in_child(doc_json, schema_json, prelude)
+-- schema.validate(doc, s) in a fresh interpreter; doc and s are JSON text,
+-- or `build` is Lua code that sets the locals doc and s. Returns ok, errors
+-- (or fails when the child died or was killed).
+local function validate_in_child(doc_json, schema_json, prelude, build)
   local code = (prelude or "") .. [[
     local cjson = require("cjson")
     local schema = require("qwenvl.schema")
-    local ok, errs = schema.validate(cjson.decode(]] .. ("%q"):format(doc_json) .. [[),
-      ]] .. ("%q"):format(schema_json) .. [[)
+    local doc, s = cjson.decode(]] .. ("%q"):format(doc_json or "null") .. [[), ]]
+      .. ("%q"):format(schema_json or "true") .. "\n" .. (build or "") .. [[
+    local ok, errs = schema.validate(doc, s)
     io.write("RESULT ", cjson.encode({ ok = ok, errors = errs }), "\n")
   ]]
   local out, ok, status = fx.lua(KILL .. LUA, nil, code, "./build/" .. ABI .. "/?.so")
@@ -171,6 +173,21 @@ describe("qwenvl.schema patterns", function()
       local ok, errs = schema.validate(("a"):rep(100000), { pattern = "[a-z]{2,}\\d" })
       assert.is_false(ok)
       assert.are.same({ '$: schema too complex: checking pattern "[a-z]{2,}\\\\d" against a string of 100000 bytes would pass the work limit (500000)' }, errs)
+    end)
+
+    it("an $anchor is looked for once in a table schema that shares its subtables", function()
+      -- 28 levels of two keys naming the same table: 2^28 paths, 29 tables
+      local build = [[
+        local t = { ["$anchor"] = "here", type = "string" }
+        for _ = 1, 28 do t = { a = t, b = t } end
+        doc, s = ANY_DOC, { ["$ref"] = ANY_REF, ["$defs"] = { d = t } }
+      ]]
+      local ok, errs = validate_in_child(nil, nil, nil, build:gsub("ANY_DOC", '"x"'):gsub("ANY_REF", '"#here"'))
+      assert.is_true(ok)
+      assert.are.same({}, errs)
+      ok, errs = validate_in_child(nil, nil, nil, build:gsub("ANY_DOC", "1"):gsub("ANY_REF", '"#nowhere"'))
+      assert.is_false(ok)
+      assert.are.same({ '$: cannot resolve $ref "#nowhere"' }, errs)
     end)
 
     it("a large legitimate document fits in the budget", function()

@@ -594,8 +594,10 @@ local function resolve_ref(root, ref)
   if frag:sub(1, 1) ~= "/" then
     -- plain-name anchor: look for a matching $anchor
     local found
+    local seen = {}   -- a table schema may share (or loop back to) subtables
     local function walk(s, depth)
-      if found or type(s) ~= "table" or depth > 32 then return end
+      if found or type(s) ~= "table" or depth > 32 or seen[s] then return end
+      seen[s] = true
       if s["$anchor"] == frag then found = s; return end
       for _, v in pairs(s) do walk(v, depth + 1) end
     end
