@@ -49,7 +49,7 @@ DEB_PACKAGES := build-essential pkg-config python3 curl openssl lua5.4 liblua5.4
   lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket luarocks \
   libvips-dev libvips-tools nginx-light libnginx-mod-http-lua lua-resty-core \
-  neovim clang libclang-rt-14-dev valgrind
+  neovim clang libclang-rt-14-dev valgrind lua-rex-pcre2
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -36,7 +36,20 @@ FUZZ_EXTRA_response = src/qv_result.c src/qv_stream.c src/qv_state.c \
 FUZZ_LIBS_response = -llua5.4 -lcurl
 $(FUZZ_DIR)/fuzz_response: FUZZ_CFLAGS += -I/usr/include/lua5.4
 
+# schema: qwenvl.schema (patterns on PCRE2, $ref graphs, the work budget)
+# in a Lua 5.4 state with Debian's lua-cjson and lua-rex-pcre2; an input
+# that takes more than 5 s is a finding: the validator must always answer.
+FUZZ_TARGETS += schema
+FUZZ_LIBS_schema = -llua5.4
+FUZZ_FLAGS_schema = -timeout=5 -dict=fuzz/schema.dict
+$(FUZZ_DIR)/fuzz_schema: FUZZ_CFLAGS += -I/usr/include/lua5.4 -DQV_LUA_DIR='"$(CURDIR)/lua"'
+
 FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+# Per-target libFuzzer flags, FUZZ_FLAGS_<t>, go after FUZZ_FLAGS (the last
+# of a flag wins): in a recipe, $(FUZZ_TFLAGS) sets the shell's $tf for $t.
+FUZZ_RP := )
+FUZZ_TFLAGS = case $$t in $(foreach x,$(FUZZ_TARGETS),$(x)$(FUZZ_RP) tf='$(FUZZ_FLAGS_$(x))';;) *$(FUZZ_RP) tf=;; esac
 
 # Second expansion ($$) lets targets appended to FUZZ_TARGETS after this
 # file is included still be built, with their FUZZ_EXTRA_ sources.
@@ -58,10 +71,10 @@ fuzz: $$(FUZZ_BINS)
 	  for d in fuzz/corpus/$$t fuzz/regress/$$t; do \
 	    if [ -d $$d ]; then find $$d -type f -exec cp {} $$c/ \; ; fi; \
 	  done; \
-	  log=$(FUZZ_DIR)/$$t.log; \
+	  log=$(FUZZ_DIR)/$$t.log; $(FUZZ_TFLAGS); \
 	  if $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
 	      -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
-	      $(FUZZ_FLAGS) $$c >$$log 2>&1; then \
+	      $(FUZZ_FLAGS) $$tf $$c >$$log 2>&1; then \
 	    echo "fuzz $$t: ok: $$(grep -E '^#[0-9]+' $$log | tail -n 1)"; \
 	  else \
 	    fail=1; echo "fuzz $$t: FAILED (log $$log)"; tail -n 40 $$log; \
@@ -73,8 +86,8 @@ fuzz-regress: $$(FUZZ_BINS)
 	  files=$$(for d in fuzz/corpus/$$t fuzz/regress/$$t; do \
 	    if [ -d $$d ]; then find $$d -type f; fi; done); \
 	  if [ -z "$$files" ]; then echo "fuzz-regress $$t: no inputs"; continue; fi; \
-	  log=$(FUZZ_DIR)/$$t.regress.log; \
-	  if $(FUZZ_DIR)/fuzz_$$t $(FUZZ_FLAGS) $$files >$$log 2>&1; then \
+	  log=$(FUZZ_DIR)/$$t.regress.log; $(FUZZ_TFLAGS); \
+	  if $(FUZZ_DIR)/fuzz_$$t $(FUZZ_FLAGS) $$tf $$files >$$log 2>&1; then \
 	    echo "fuzz-regress $$t: $$(echo $$files | wc -w) inputs ok"; \
 	  else \
 	    fail=1; echo "fuzz-regress $$t: FAILED (log $$log)"; tail -n 40 $$log; \

@@ -16,11 +16,35 @@
 -- items (schema, or the older list form), prefixItems, minItems, maxItems,
 -- uniqueItems, contains, enum, const, minimum, maximum, exclusiveMinimum,
 -- exclusiveMaximum (number, or the draft-4 boolean form), multipleOf,
--- minLength, maxLength (counted in UTF-8 code points), pattern (the common
--- regular-expression subset; patterns using groups or alternation are not
--- checked), allOf, anyOf, oneOf, not, if/then/else, boolean schemas, and
--- local $ref ("#", "#/$defs/x", "#/definitions/x", any local JSON pointer).
--- "format" and other annotations are ignored, as draft 2020-12 allows.
+-- minLength, maxLength (counted in code points), pattern and
+-- patternProperties (ECMA-262 regular expressions, see below), allOf, anyOf,
+-- oneOf, not, if/then/else, boolean schemas, and local $ref ("#",
+-- "#/$defs/x", "#/definitions/x", any local JSON pointer). "format" and
+-- other annotations are ignored, as draft 2020-12 allows.
+--
+-- Patterns run on PCRE2 through lrexlib's rex_pcre2 (Debian lua-rex-pcre2,
+-- luarocks lrexlib-pcre2), in UTF mode: "." is one character, and a string
+-- checked against a pattern must be valid UTF-8. Without rex_pcre2,
+-- schema.load (and so schema.validate) refuses a schema that holds a
+-- pattern, saying what to install: a pattern is never silently unchecked.
+-- ECMA-262 (u flag) is translated where PCRE2 differs: "." and \s take
+-- ECMA-262's line terminators and white space, "$" is the end of the string
+-- only, [] and [^] are empty/any, \v is U+000B, \uXXXX (surrogate pairs
+-- too) and \u{X...} are code points, \p{gc=Lu} and long category names
+-- work. \d \w \b are ASCII in both. Left as PCRE2 reads them: \S inside a
+-- class (ASCII white space only), variable-length lookbehind (refused when
+-- loading), and PCRE2-only syntax such as possessive quantifiers, atomic
+-- groups and inline flags (accepted); PCRE2-only escapes (\A \Q \h ...)
+-- are refused.
+--
+-- Validation time is bounded, whatever the schema and document: every
+-- match by PCRE2's match/depth/heap limits, a validation by a work budget
+-- (schema-node visits, keys and list entries looked at, pattern subjects,
+-- uniqueItems pairs; about a second of work) and a nesting depth of 64.
+-- Reaching one stops the validation with an error ("$.path: schema too
+-- complex: ...", "...exceeded the regular-expression match limit...",
+-- "schema nesting too deep ..."): the document fails, it is never taken as
+-- valid. At most 100 errors are listed; then "$: N more errors not listed".
 --
 -- Lua has one table type for JSON arrays and objects. A table is taken as an
 -- array when its keys are exactly 1..n (n > 0) or it carries an array
@@ -59,8 +83,14 @@ local function is_object_mt(mt)
   return type(mt) == "table" and mt.__jsontype == "object"
 end
 
--- "array", "object" or "empty" (an empty table without a marker)
-local function table_kind(t)
+-- During a validation, what is learnt about the document's tables and
+-- strings (kinds, lengths, sorted keys) is kept here, so a node visited
+-- again costs what its schema does, not the size of its value; `ops`
+-- counts the element-wise work (keys, list entries, comparisons) that the
+-- validation's budget is charged for. nil outside schema.validate.
+local memo
+
+local function kind_of(t)
   local mt = getmetatable(t)
   if is_array_mt(mt) then return "array" end
   if is_object_mt(mt) then return "object" end
@@ -75,14 +105,36 @@ local function table_kind(t)
   end
   return "array"
 end
+
+-- "array", "object" or "empty" (an empty table without a marker)
+local function table_kind(t)
+  if not memo then return kind_of(t) end
+  local k = memo.kind[t]
+  if not k then k = kind_of(t); memo.kind[t] = k end
+  return k
+end
 M.table_kind = table_kind
 
 local function array_len(t)
-  local n = 0
+  local n = memo and memo.len[t]
+  if n then return n end
+  n = 0
   for k in pairs(t) do
     if type(k) == "number" and k > n then n = k end
   end
+  if memo then memo.len[t] = n end
   return n
+end
+
+-- the keys of t, sorted as strings (a deterministic order for messages)
+local function sorted_keys(t)
+  local keys = memo and memo.keys[t]
+  if keys then return keys end
+  keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if memo then memo.keys[t] = keys end
+  return keys
 end
 
 local function is_integer(n)
@@ -128,15 +180,53 @@ local function fmtnum(n)
 end
 M.format_number = fmtnum
 
-local function quote(s)
+-- nil when s is well-formed UTF-8 (no overlongs, surrogates or code points
+-- past U+10FFFF), else the byte offset of the first bad sequence
+local function utf8_error(s)
+  local find, byte = string.find, string.byte
+  local i = 1
+  while true do
+    i = find(s, "[\128-\255]", i)
+    if not i then return nil end
+    local c = byte(s, i)
+    local need, lo, hi = 1, 0x80, 0xBF
+    if c >= 0xC2 and c <= 0xDF then need = 1
+    elseif c == 0xE0 then need, lo = 2, 0xA0
+    elseif c == 0xED then need, hi = 2, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then need = 2
+    elseif c == 0xF0 then need, lo = 3, 0x90
+    elseif c == 0xF4 then need, hi = 3, 0x8F
+    elseif c >= 0xF1 and c <= 0xF3 then need = 3
+    else return i end
+    local c1 = byte(s, i + 1)
+    if not c1 or c1 < lo or c1 > hi then return i end
+    for k = 2, need do
+      local ck = byte(s, i + k)
+      if not ck or ck < 0x80 or ck > 0xBF then return i end
+    end
+    i = i + need + 1
+  end
+end
+
+-- messages end up in JSON: text that is not UTF-8 has its high bytes
+-- shown as \xNN instead of copied
+local function clean(s)
   s = tostring(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  if utf8_error(s) then
+    s = s:gsub("[\128-\255]", function(c) return format("\\x%02x", c:byte()) end)
+  end
+  return s
+end
+
+local function quote(s)
+  s = tostring(s):gsub('[%c"\\]', function(c)
     if c == '"' then return '\\"' end
     if c == "\\" then return "\\\\" end
     if c == "\n" then return "\\n" end
     if c == "\t" then return "\\t" end
     return format("\\u%04x", c:byte())
-  end) .. '"'
+  end)
+  return '"' .. clean(s) .. '"'
 end
 
 -- short rendering of a value for messages
@@ -147,7 +237,12 @@ local function show(v, depth)
   if t == "number" then return fmtnum(v) end
   if t == "boolean" then return tostring(v) end
   if t == "string" then
-    if #v > 40 then v = v:sub(1, 37) .. "..." end
+    if #v > 40 then
+      -- cut at a character boundary, so messages stay valid UTF-8
+      local cut = 37
+      while cut > 0 and (v:byte(cut + 1) or 0) >= 0x80 and v:byte(cut + 1) < 0xC0 do cut = cut - 1 end
+      v = v:sub(1, cut) .. "..."
+    end
     return quote(v)
   end
   if t == "table" then
@@ -159,9 +254,7 @@ local function show(v, depth)
       if array_len(v) > 5 then parts[#parts + 1] = "..." end
       return "[" .. concat(parts, ",") .. "]"
     end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
+    local keys = sorted_keys(v)
     for i = 1, math.min(#keys, 5) do parts[#parts + 1] = quote(keys[i]) .. ":" .. show(v[keys[i]], depth + 1) end
     if #keys > 5 then parts[#parts + 1] = "..." end
     return "{" .. concat(parts, ",") .. "}"
@@ -170,17 +263,18 @@ local function show(v, depth)
 end
 
 local function utf8_len(s)
+  local n = memo and memo.ulen[s]
+  if n then return n end
   -- count bytes that do not continue a multi-byte sequence
-  local n = 0
-  for i = 1, #s do
-    local b = s:byte(i)
-    if b < 0x80 or b >= 0xC0 then n = n + 1 end
-  end
+  local _
+  _, n = s:gsub("[^\128-\191]", "")
+  if memo then memo.ulen[s] = n end
   return n
 end
 M.utf8_len = utf8_len
 
 local function deep_equal(a, b)
+  if memo then memo.ops = memo.ops + 1 end
   if a == b then return true end
   local ta, tb = type(a), type(b)
   if (a == nil or is_null(a)) and (b == nil or is_null(b)) then return true end
@@ -208,113 +302,281 @@ local function path_index(path, i) -- i is 1-based; paths are 0-based
 end
 
 ---------------------------------------------------------------------------
--- regular expressions: translate the common ECMA-262 subset to Lua patterns.
--- Returns nil for constructs Lua patterns cannot express (groups,
--- alternation, counted repeats of a class larger than a small bound);
--- such patterns are skipped.
+-- regular expressions: ECMA-262 patterns run by PCRE2 (lrexlib's rex_pcre2)
+--
+-- A backtracking engine can take exponential time; every match is bounded:
+--   * PCRE2's match, depth and heap limits, set by (*LIMIT_...) items at the
+--     start of each compiled pattern (they can only lower the library's);
+--   * one pcre2_match call per subject: PCRE2 restarts its match counter at
+--     every start position of an unanchored search, so an unanchored
+--     pattern P runs as \A(?s:.*?)(?:P) instead, which counts globally;
+--   * a run that is not counted as steps (a possessive scan at each of n
+--     start positions is n^2) is paid for up front from the validation's
+--     work budget, n*n/PATTERN_COST_DIV units for an n-byte subject.
+-- A limit that is hit stops the validation with an error naming the path
+-- and the pattern: the answer is neither accepted nor silently unchecked.
 
-local regex_cache = {}
+local MATCH_LIMIT = 2000000     -- PCRE2 match steps per subject
+local DEPTH_LIMIT = 100000      -- nested backtracking points
+local HEAP_LIMIT_KIB = 16384    -- backtracking memory
+local PATTERN_COST_DIV = 2048
 
-local function translate_regex(re)
-  local cached = regex_cache[re]
-  if cached ~= nil then return cached or nil end
-  local out, i, n = {}, 1, #re
-  local anchored_start = false
-  local last_atom -- the last emitted atom, for {n,m}
-  local function emit_atom(a) out[#out + 1] = a; last_atom = a end
-  local escapes = { d = "%d", D = "%D", w = "[%w_]", W = "[^%w_]", s = "%s", S = "%S",
-                    n = "\n", t = "\t", r = "\r" }
-  local function escape_lit(c)
-    if c:match("%p") then return "%" .. c end
-    return c
-  end
-  if re:sub(1, 1) == "^" then anchored_start = true; i = 2 end
-  local result
+local ok_rex, rex = pcall(require, "rex_pcre2")
+if not ok_rex or type(rex) ~= "table" or type(rex.new) ~= "function" then rex = nil end
+
+local INSTALL_REX = "the rex_pcre2 module (PCRE2) is not installed: "
+  .. "apt-get install lua-rex-pcre2, or luarocks install lrexlib-pcre2"
+
+-- UTF: "." and classes take characters, and patterns and subjects must be
+-- UTF-8. DOLLAR_ENDONLY: "$" is the end of the string, as in ECMA-262 (not
+-- "before a final newline"). ALLOW_EMPTY_CLASS: "[]" matches nothing and
+-- "[^]" any character, as in ECMA-262. No UCP: \d \w \b stay ASCII, as in
+-- ECMA-262 (even with the u flag).
+local COMPILE_FLAGS, ANCHORED_BIT
+if rex then
+  local f = rex.flags()
+  COMPILE_FLAGS = f.UTF + f.DOLLAR_ENDONLY + f.ALLOW_EMPTY_CLASS
+  ANCHORED_BIT = f.ANCHORED
+end
+local LIMITS = format("(*LIMIT_MATCH=%d)(*LIMIT_DEPTH=%d)(*LIMIT_HEAP=%d)",
+  MATCH_LIMIT, DEPTH_LIMIT, HEAP_LIMIT_KIB)
+
+-- ECMA-262 white space and line terminators (what \s means there); PCRE2's
+-- own \s, without UCP, is ASCII only
+local ECMA_SPACE = "\\t\\n\\x{0b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}"
+  .. "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}"
+-- "." in ECMA-262 excludes all four line terminators, PCRE2's only "\n"
+local ECMA_DOT = "[^\\n\\r\\x{2028}\\x{2029}]"
+
+-- long General_Category values (ECMA-262 accepts them; PCRE2 10.42 wants
+-- the short ones)
+local GC_LONG = {
+  Letter = "L", Cased_Letter = "LC", Uppercase_Letter = "Lu",
+  Lowercase_Letter = "Ll", Titlecase_Letter = "Lt", Modifier_Letter = "Lm",
+  Other_Letter = "Lo", Mark = "M", Combining_Mark = "M", Nonspacing_Mark = "Mn",
+  Spacing_Mark = "Mc", Enclosing_Mark = "Me", Number = "N", Decimal_Number = "Nd",
+  digit = "Nd", Letter_Number = "Nl", Other_Number = "No", Punctuation = "P",
+  punct = "P", Connector_Punctuation = "Pc", Dash_Punctuation = "Pd",
+  Open_Punctuation = "Ps", Close_Punctuation = "Pe", Initial_Punctuation = "Pi",
+  Final_Punctuation = "Pf", Other_Punctuation = "Po", Symbol = "S",
+  Math_Symbol = "Sm", Currency_Symbol = "Sc", Modifier_Symbol = "Sk",
+  Other_Symbol = "So", Separator = "Z", Space_Separator = "Zs",
+  Line_Separator = "Zl", Paragraph_Separator = "Zp", Other = "C", Control = "Cc",
+  cntrl = "Cc", Format = "Cf", Surrogate = "Cs", Private_Use = "Co",
+  Unassigned = "Cn",
+}
+
+-- letters ECMA-262 (u flag) allows after a backslash; the others (\A \Z \Q
+-- \h \R ...) are PCRE2 extensions and refused, \Q...\E above all since it
+-- would hide the pattern's structure from the translation
+local ECMA_ESCAPE = {}
+for ch in ("dDwWsSbBfnrtvcpPuxk"):gmatch(".") do ECMA_ESCAPE[ch] = true end
+
+local function property(e, body)
+  local k, v = body:match("^([%a_]+)=(.*)$")
+  if k == "General_Category" or k == "gc" then body = v end
+  body = GC_LONG[body] or body
+  return "\\" .. e .. "{" .. body .. "}"
+end
+
+-- ECMA-262 pattern -> PCRE2 pattern, or nil, message
+local function ecma_to_pcre2(re)
+  local out, i, n, in_class = {}, 1, #re, false
+  local sub, match = string.sub, string.match
   while i <= n do
-    local c = re:sub(i, i)
-    if c == "(" or c == ")" or c == "|" then result = false; break
-    elseif c == "\\" then
-      local e = re:sub(i + 1, i + 1)
-      if e == "" then result = false; break end
-      if escapes[e] then emit_atom(escapes[e])
-      elseif e:match("%a") or e:match("%d") then result = false; break
-      else emit_atom(escape_lit(e)) end
-      i = i + 2
-    elseif c == "[" then
-      local j = i + 1
-      local parts = { "[" }
-      if re:sub(j, j) == "^" then parts[#parts + 1] = "^"; j = j + 1 end
-      local first = true
-      while j <= n do
-        local d = re:sub(j, j)
-        if d == "]" and not first then break end
-        first = false
-        if d == "\\" then
-          local e = re:sub(j + 1, j + 1)
-          local cls = ({ d = "%d", D = "%D", w = "%w_", s = "%s", S = "%S", n = "\n", t = "\t", r = "\r" })[e]
-          if cls then parts[#parts + 1] = cls
-          elseif e:match("%a") then result = false; break
-          else parts[#parts + 1] = escape_lit(e) end
-          j = j + 2
-        elseif d == "-" then
-          parts[#parts + 1] = "-"; j = j + 1
+    local c = sub(re, i, i)
+    if c == "\\" then
+      local e = sub(re, i + 1, i + 1)
+      if e == "u" then
+        local h = match(re, "^{(%x+)}", i + 2)
+        local cp, len
+        if h then
+          -- long hex would wrap around in tonumber: past U+10FFFF anyway
+          cp, len = #h:gsub("^0+", "") > 6 and huge or tonumber(h, 16), #h + 4
         else
-          parts[#parts + 1] = escape_lit(d); j = j + 1
+          h = match(re, "^%x%x%x%x", i + 2)
+          if not h then return nil, "\\u must be followed by 4 hex digits or {hex}" end
+          cp, len = tonumber(h, 16), 6
+          -- a surrogate pair written as two escapes is one code point
+          local lo = match(re, "^\\u(%x%x%x%x)", i + 6)
+          lo = lo and tonumber(lo, 16)
+          if cp >= 0xD800 and cp <= 0xDBFF and lo and lo >= 0xDC00 and lo <= 0xDFFF then
+            cp, len = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00), 12
+          end
         end
-      end
-      if result == false then break end
-      if j > n then result = false; break end
-      parts[#parts + 1] = "]"
-      emit_atom(concat(parts))
-      i = j + 1
-    elseif c == "." then
-      emit_atom("."); i = i + 1
-    elseif c == "*" or c == "+" or c == "?" then
-      if not last_atom then result = false; break end
-      if re:sub(i + 1, i + 1) == "?" then
-        if c == "*" then out[#out + 1] = "-"; i = i + 2
-        else result = false; break end
+        if cp > 0x10FFFF then return nil, "\\u escape beyond U+10FFFF" end
+        out[#out + 1] = format("\\x{%x}", cp)
+        i = i + len
+      elseif e == "v" then
+        out[#out + 1] = "\\x{0b}"; i = i + 2
+      elseif e == "s" then
+        out[#out + 1] = in_class and ECMA_SPACE or ("[" .. ECMA_SPACE .. "]"); i = i + 2
+      elseif e == "S" and not in_class then
+        out[#out + 1] = "[^" .. ECMA_SPACE .. "]"; i = i + 2
+      elseif (e == "p" or e == "P") and match(re, "^{[^}]*}", i + 2) then
+        local body = match(re, "^{([^}]*)}", i + 2)
+        out[#out + 1] = property(e, body)
+        i = i + #body + 4
+      elseif e:match("%a") and not ECMA_ESCAPE[e] then
+        return nil, "\\" .. e .. " is not an ECMA-262 escape"
       else
-        out[#out + 1] = c; i = i + 1
+        -- also "\" at the end: PCRE2 reports it
+        out[#out + 1] = "\\" .. e; i = i + 2
       end
-      last_atom = nil
-    elseif c == "{" then
-      local a, b, close = re:match("^{(%d+)(,?%d*)}()", i)
-      if not a or not last_atom then result = false; break end
-      local lo = tonumber(a)
-      local hi
-      if b == "" then hi = lo
-      elseif b == "," then hi = nil
-      else hi = tonumber(b:sub(2)) end
-      if lo > 64 or (hi and hi > 64) then result = false; break end
-      local atom = last_atom
-      out[#out] = nil
-      for _ = 1, lo do out[#out + 1] = atom end
-      if hi == nil then out[#out + 1] = atom .. "*"
-      else for _ = lo + 1, hi do out[#out + 1] = atom .. "?" end end
-      last_atom = nil
-      i = close
-    elseif c == "$" and i == n then
-      out[#out + 1] = "$"; i = i + 1
+    elseif in_class then
+      if c == "]" then in_class = false end
+      -- a "[" in a class is a literal in ECMA-262, not "[:alpha:]"
+      out[#out + 1] = c == "[" and "\\[" or c
+      i = i + 1
+    elseif c == "[" then
+      -- "[]" and "[^]" close at once (ALLOW_EMPTY_CLASS reads them so too)
+      in_class = true
+      if sub(re, i + 1, i + 1) == "^" then out[#out + 1] = "[^"; i = i + 2
+      else out[#out + 1] = "["; i = i + 1 end
+    elseif c == "." then
+      out[#out + 1] = ECMA_DOT; i = i + 1
     else
-      emit_atom(escape_lit(c)); i = i + 1
+      out[#out + 1] = c; i = i + 1
     end
   end
-  if result == nil then
-    result = (anchored_start and "^" or "") .. concat(out)
-    -- check that Lua accepts it
-    if not pcall(string.find, "", result) then result = false end
-  end
-  regex_cache[re] = result
-  return result or nil
+  return concat(out)
 end
-M.translate_regex = translate_regex
 
--- true / false, or nil when the pattern cannot be checked
-local function regex_match(re, s)
-  local p = translate_regex(re)
-  if not p then return nil end
-  return s:find(p) ~= nil
+local function rex_message(e)
+  -- offsets refer to the translated pattern: leave them out
+  return (tostring(e):gsub("%s*%(pattern offset: %d+%)", ""))
+end
+
+local function anchored(r)
+  local ok, info = pcall(r.fullinfo, r)
+  local opts = ok and type(info) == "table" and tonumber(info.ALLOPTIONS)
+  return opts and floor(opts / ANCHORED_BIT) % 2 == 1 or false
+end
+
+-- compiled form of one pattern: a rex object, or nil, message
+local function compile(re)
+  if not rex then return nil, INSTALL_REX end
+  local bad = utf8_error(re)
+  if bad then return nil, format("not valid UTF-8 (byte %d)", bad) end
+  local p, terr = ecma_to_pcre2(re)
+  if not p then return nil, terr end
+  local ok, r = pcall(rex.new, LIMITS .. p, COMPILE_FLAGS)
+  if not ok then return nil, rex_message(r) end
+  if anchored(r) then return r end
+  -- compiled alone first, so P cannot close the wrapper's group
+  ok, r = pcall(rex.new, LIMITS .. "\\A(?s:.*?)(?:" .. p .. ")", COMPILE_FLAGS)
+  if not ok then return nil, rex_message(r) end
+  return r
+end
+
+-- one cache per schema (the root table), so each pattern is compiled once
+-- per schema however often it is used; weak, so it goes with the schema
+local caches = setmetatable({}, { __mode = "k" })
+
+local function cache_for(root)
+  if type(root) ~= "table" then return {} end
+  local c = caches[root]
+  if not c then c = {}; caches[root] = c end
+  return c
+end
+
+-- the compiled pattern, or nil, message (both cached)
+local function compiled(cache, re)
+  local e = cache[re]
+  if e == nil then
+    local r, err = compile(re)
+    e = r or { err = err }
+    cache[re] = e
+  end
+  if type(e) == "table" then return nil, e.err end
+  return e
+end
+
+local LIMIT_NAMES = {
+  MATCHLIMIT = "match limit (" .. MATCH_LIMIT .. " steps; catastrophic backtracking?)",
+  DEPTHLIMIT = "depth limit (" .. DEPTH_LIMIT .. ")",
+  RECURSIONLIMIT = "depth limit (" .. DEPTH_LIMIT .. ")",
+  HEAPLIMIT = "heap limit (" .. HEAP_LIMIT_KIB .. " KiB)",
+  NOMEMORY = "memory",
+}
+
+-- true/false; or nil, message when the match could not be completed
+local function regex_find(r, s)
+  local ok, start = pcall(r.exec, r, s)
+  if ok then return start ~= nil end
+  local e = tostring(start)
+  -- lrexlib names the errors it knows; 10.42's heap limit it gives by number
+  local name = e:match("PCRE2_ERROR_(%u+)") or ({ ["-63"] = "HEAPLIMIT", ["-48"] = "NOMEMORY",
+    ["-47"] = "MATCHLIMIT", ["-53"] = "DEPTHLIMIT" })[e:match("code (%-%d+)") or ""]
+  if name and LIMIT_NAMES[name] then
+    return nil, "it exceeded the regular-expression " .. LIMIT_NAMES[name]
+  end
+  return nil, "the regular-expression engine failed: " .. e
+end
+
+---------------------------------------------------------------------------
+-- schema.load: every pattern the schema holds must compile
+
+-- keywords whose value is a schema, a list of schemas, a map of schemas
+local SUB_SCHEMA = { "items", "additionalProperties", "propertyNames", "additionalItems",
+  "contains", "not", "if", "then", "else", "unevaluatedItems",
+  "unevaluatedProperties", "contentSchema" }
+local SUB_LIST = { "allOf", "anyOf", "oneOf", "prefixItems", "items" }
+local SUB_MAP = { "properties", "patternProperties", "$defs", "definitions",
+  "dependentSchemas", "dependencies" }
+
+local function pointer_tok(k)
+  return clean((tostring(k):gsub("~", "~0"):gsub("/", "~1")))
+end
+
+
+-- nil, or a message naming the first pattern that cannot be used
+local function check_patterns(root)
+  local cache = cache_for(root)
+  local seen = {}
+  local function bad(re, where, err)
+    return format("pattern %s at %s: %s", quote(re), where, err)
+  end
+  local function walk(s, where)
+    if type(s) ~= "table" or seen[s] then return nil end
+    seen[s] = true
+    if type(s.pattern) == "string" then
+      local _, err = compiled(cache, s.pattern)
+      if err then return bad(s.pattern, where .. "/pattern", err) end
+    end
+    if type(s.patternProperties) == "table" then
+      for _, re in ipairs(sorted_keys(s.patternProperties)) do
+        if type(re) == "string" then
+          local _, err = compiled(cache, re)
+          if err then return bad(re, where .. "/patternProperties", err) end
+        end
+      end
+    end
+    for _, k in ipairs(SUB_SCHEMA) do
+      local err = walk(s[k], where .. "/" .. k)
+      if err then return err end
+    end
+    for _, k in ipairs(SUB_LIST) do
+      local v = s[k]
+      if type(v) == "table" and table_kind(v) == "array" then
+        for i, sub in ipairs(v) do
+          local err = walk(sub, where .. "/" .. k .. "/" .. (i - 1))
+          if err then return err end
+        end
+      end
+    end
+    for _, k in ipairs(SUB_MAP) do
+      local v = s[k]
+      if type(v) == "table" and table_kind(v) ~= "array" then
+        for _, name in ipairs(sorted_keys(v)) do
+          local err = walk(v[name], where .. "/" .. pointer_tok(k) .. "/" .. pointer_tok(name))
+          if err then return err end
+        end
+      end
+    end
+    return nil
+  end
+  return walk(root, "#")
 end
 
 ---------------------------------------------------------------------------
@@ -332,8 +594,10 @@ local function resolve_ref(root, ref)
   if frag:sub(1, 1) ~= "/" then
     -- plain-name anchor: look for a matching $anchor
     local found
+    local seen = {}   -- a table schema may share (or loop back to) subtables
     local function walk(s, depth)
-      if found or type(s) ~= "table" or depth > 32 then return end
+      if found or type(s) ~= "table" or depth > 32 or seen[s] then return end
+      seen[s] = true
       if s["$anchor"] == frag then found = s; return end
       for _, v in pairs(s) do walk(v, depth + 1) end
     end
@@ -353,17 +617,114 @@ end
 
 ---------------------------------------------------------------------------
 -- the validator
+--
+-- ctx: {root, errors, depth, shared}; sub-schemas of anyOf/oneOf/not/if/
+-- contains/propertyNames get a ctx of their own (their errors decide
+-- locally), all share `shared`: the pattern cache, the work spent, and the
+-- one message that stopped the validation.
 
 local validate_node
 
+-- Work budget of one validation, in units of about one schema-node visit:
+-- recursive or exponential $ref/allOf graphs that stay under the depth
+-- limit end here. Element-wise work (memo.ops: keys, list entries,
+-- comparisons) costs a unit per OPS_PER_UNIT.
+local WORK_LIMIT = 500000
+local OPS_PER_UNIT = 8
+local DEPTH_LIMIT_NODES = 64
+-- errors kept per list; the rest are counted ("$: N more errors not listed")
+local MAX_ERRORS = 100
+
+-- A validation that cannot be decided (a limit hit, a pattern that cannot
+-- be checked) stops at once: it must not pass as a mere mismatch inside
+-- "not" or "anyOf", and stopping bounds the time it takes.
+local STOP = setmetatable({}, { __tostring = function() return "qwenvl.schema: validation stopped" end })
+
+local function stop(ctx, path, msg)
+  ctx.shared.stopped = path .. ": " .. msg
+  error(STOP, 0)
+end
+
+local function too_many_nodes()
+  return format("the validation passed its work limit (%d, about one per schema node visited): "
+    .. "a recursive or exponential $ref/allOf graph?", WORK_LIMIT)
+end
+
+-- why(a, b): the message when a large charge (a long string, a long array)
+-- is what passes the budget, built only then
+local function spend(ctx, path, units, why, a, b)
+  local sh = ctx.shared
+  local ops = memo.ops
+  if ops >= OPS_PER_UNIT then
+    units = units + floor(ops / OPS_PER_UNIT)
+    memo.ops = ops % OPS_PER_UNIT
+  end
+  sh.work = sh.work + units
+  if sh.work > WORK_LIMIT then
+    local big = why and units >= WORK_LIMIT / 4
+    stop(ctx, path, "schema too complex: " .. (big and why(a, b) or too_many_nodes()))
+  end
+end
+
+-- resolve_ref, remembered per validation (a recursive schema resolves the
+-- same few references over and over)
+local function ref_target(ctx, ref)
+  local refs = ctx.shared.refs
+  local t = refs[ref]
+  if t == nil then
+    t = resolve_ref(ctx.root, ref)
+    if t == nil then t = false end
+    refs[ref] = t
+  end
+  if t == false then return nil end
+  return t
+end
+
 local function sub_errors(ctx, doc, s, path)
-  local sub = { root = ctx.root, errors = {}, depth = ctx.depth }
+  memo.ops = memo.ops + OPS_PER_UNIT
+  local sub = { root = ctx.root, errors = {}, depth = ctx.depth, shared = ctx.shared }
   validate_node(sub, doc, s, path)
   return sub.errors
 end
 
+-- an error costs about two visits to format (paid here, even when only
+-- counted)
 local function add(ctx, path, msg)
-  ctx.errors[#ctx.errors + 1] = path .. ": " .. msg
+  memo.ops = memo.ops + 2 * OPS_PER_UNIT
+  local errors = ctx.errors
+  if #errors >= MAX_ERRORS then ctx.dropped = (ctx.dropped or 0) + 1; return end
+  errors[#errors + 1] = path .. ": " .. msg
+end
+
+local function too_long_for_pattern(re, n)
+  return format("checking pattern %s against a string of %d bytes would pass the work limit (%d)",
+    quote(re), n, WORK_LIMIT)
+end
+
+-- does `subject` (a string) match pattern `re`? Stops the validation when
+-- that cannot be decided.
+local function pattern_match(ctx, re, subject, path)
+  local r, err = compiled(ctx.shared.cache, re)
+  if not r then
+    stop(ctx, path, "cannot check pattern " .. quote(re) .. ": " .. err)
+  end
+  local bad = memo.uerr[subject]
+  if bad == nil then
+    bad = utf8_error(subject) or false
+    memo.uerr[subject] = bad
+  end
+  if bad then
+    stop(ctx, path, format("string is not valid UTF-8 (byte %d), so pattern %s cannot be checked",
+      bad, quote(re)))
+  end
+  local n = #subject
+  spend(ctx, path, 1 + floor(n * n / PATTERN_COST_DIV), too_long_for_pattern, re, n)
+  local found, merr = regex_find(r, subject)
+  if found == nil then
+    stop(ctx, path, "pattern " .. quote(re) .. " could not be checked against " .. show(subject)
+      .. ": " .. merr)
+  end
+  return found
 end
 
 local function type_list(t)
@@ -376,6 +737,7 @@ local function check_type(ctx, doc, s, path)
   local types = type_list(s.type)
   if #types == 0 then return true end
   for _, name in ipairs(types) do
+    memo.ops = memo.ops + 1
     if has_type(doc, name) then return true end
   end
   local got = json_type(doc)
@@ -383,39 +745,64 @@ local function check_type(ctx, doc, s, path)
   if #types == 1 and types[1] == "integer" and got == "number" then
     add(ctx, path, "expected integer, got number " .. fmtnum(doc))
   else
-    add(ctx, path, "expected " .. concat(types, " or ") .. ", got " .. got)
+    local names = {}
+    for i, name in ipairs(types) do names[i] = clean(name) end
+    add(ctx, path, "expected " .. concat(names, " or ") .. ", got " .. got)
   end
   return false
+end
+
+local function check_dependent(ctx, doc, s, path)
+  local dr = s.dependentRequired
+  if type(dr) ~= "table" then return end
+  for _, name in ipairs(sorted_keys(dr)) do
+    local needs = dr[name]
+    memo.ops = memo.ops + 1
+    if doc[name] ~= nil and type(needs) == "table" then
+      for _, other in ipairs(needs) do
+        memo.ops = memo.ops + 1
+        if doc[other] == nil then
+          add(ctx, path, "property " .. quote(name) .. " requires property " .. quote(other))
+        end
+      end
+    end
+  end
 end
 
 local function check_object(ctx, doc, s, path)
   local props = type(s.properties) == "table" and s.properties or nil
   local pprops = type(s.patternProperties) == "table" and s.patternProperties or nil
+  local pkeys = pprops and sorted_keys(pprops)
   if type(s.required) == "table" then
     for _, name in ipairs(s.required) do
+      memo.ops = memo.ops + 1
       if doc[name] == nil then
         add(ctx, path, "missing required property " .. quote(name))
       end
     end
   end
-  local count = 0
-  local keys = {}
-  for k in pairs(doc) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  -- the document's keys only when a keyword looks at them
+  local names = s.propertyNames
+  if not (props or pprops or s.additionalProperties ~= nil or type(names) == "table" or names == false
+          or type(s.minProperties) == "number" or type(s.maxProperties) == "number") then
+    return check_dependent(ctx, doc, s, path)
+  end
+  local keys = sorted_keys(doc)
+  local count = #keys
+  memo.ops = memo.ops + count
   for _, k in ipairs(keys) do
     local v = doc[k]
     local ks = tostring(k)
-    count = count + 1
     local matched = false
     if props and props[ks] ~= nil then
       matched = true
       validate_node(ctx, v, props[ks], path_key(path, ks))
     end
     if pprops then
-      for re, ps in pairs(pprops) do
-        if regex_match(re, ks) then
+      for _, re in ipairs(pkeys) do
+        if type(re) == "string" and pattern_match(ctx, re, ks, path_key(path, ks)) then
           matched = true
-          validate_node(ctx, v, ps, path_key(path, ks))
+          validate_node(ctx, v, pprops[re], path_key(path, ks))
         end
       end
     end
@@ -440,18 +827,11 @@ local function check_object(ctx, doc, s, path)
   if type(s.maxProperties) == "number" and count > s.maxProperties then
     add(ctx, path, "has " .. count .. " properties, more than maxProperties " .. fmtnum(s.maxProperties))
   end
-  local dr = s.dependentRequired
-  if type(dr) == "table" then
-    for name, needs in pairs(dr) do
-      if doc[name] ~= nil and type(needs) == "table" then
-        for _, other in ipairs(needs) do
-          if doc[other] == nil then
-            add(ctx, path, "property " .. quote(name) .. " requires property " .. quote(other))
-          end
-        end
-      end
-    end
-  end
+  check_dependent(ctx, doc, s, path)
+end
+
+local function too_many_pairs(n)
+  return format("uniqueItems over %d items would pass the work limit (%d)", n, WORK_LIMIT)
 end
 
 local function check_array(ctx, doc, s, path)
@@ -489,12 +869,17 @@ local function check_array(ctx, doc, s, path)
     add(ctx, path, "has " .. n .. " items, more than maxItems " .. fmtnum(s.maxItems))
   end
   if s.uniqueItems == true then
+    -- pairwise: a comparison per pair paid up front, deeper ones (items
+    -- that are tables) row by row as deep_equal counts them
+    spend(ctx, path, floor(n * (n - 1) / 2 / OPS_PER_UNIT), too_many_pairs, n)
     for i = 1, n do
       for j = i + 1, n do
         if deep_equal(doc[i], doc[j]) then
           add(ctx, path, "items " .. (i - 1) .. " and " .. (j - 1) .. " are equal, but uniqueItems is set")
         end
       end
+      memo.ops = memo.ops - (n - i)
+      spend(ctx, path, 0)
     end
   end
   if s.contains ~= nil then
@@ -557,7 +942,7 @@ local function check_string(ctx, doc, s, path)
     end
   end
   if type(s.pattern) == "string" then
-    if regex_match(s.pattern, doc) == false then
+    if not pattern_match(ctx, s.pattern, doc, path) then
       add(ctx, path, show(doc) .. " does not match pattern " .. quote(s.pattern))
     end
   end
@@ -571,14 +956,13 @@ function validate_node(ctx, doc, s, path)
   end
   if type(s) ~= "table" then return end
   ctx.depth = (ctx.depth or 0) + 1
-  if ctx.depth > 64 then
-    add(ctx, path, "schema nesting too deep (recursive $ref?)")
-    ctx.depth = ctx.depth - 1
-    return
+  if ctx.depth > DEPTH_LIMIT_NODES then
+    stop(ctx, path, "schema nesting too deep (recursive $ref?)")
   end
+  spend(ctx, path, 1, too_many_nodes)
 
   if s["$ref"] ~= nil then
-    local target = resolve_ref(ctx.root, s["$ref"])
+    local target = ref_target(ctx, s["$ref"])
     if target == nil then
       add(ctx, path, "cannot resolve $ref " .. quote(s["$ref"]))
     else
@@ -597,6 +981,7 @@ function validate_node(ctx, doc, s, path)
     if not found then
       local opts = {}
       for _, e in ipairs(s.enum) do opts[#opts + 1] = show(e) end
+      memo.ops = memo.ops + #opts * OPS_PER_UNIT
       add(ctx, path, show(doc) .. " is not one of " .. concat(opts, ", "))
     end
   end
@@ -664,7 +1049,9 @@ function validate_node(ctx, doc, s, path)
   ctx.depth = ctx.depth - 1
 end
 
---- Decode a schema given as a JSON string; tables are returned unchanged.
+--- Decode a schema given as a JSON string (tables are returned unchanged)
+-- and compile its patterns: nil, message when one cannot be used (invalid,
+-- or rex_pcre2 is not installed).
 function M.load(s)
   if type(s) == "string" then
     if not cjson then return nil, "cjson is not available to decode the schema" end
@@ -673,10 +1060,15 @@ function M.load(s)
     if type(v) ~= "table" and type(v) ~= "boolean" then
       return nil, "schema must be a JSON object"
     end
-    return v
+    s = v
   end
-  if type(s) == "table" or type(s) == "boolean" then return s end
-  return nil, "schema must be a table or a JSON string, got " .. type(s)
+  if type(s) == "boolean" then return s end
+  if type(s) ~= "table" then
+    return nil, "schema must be a table or a JSON string, got " .. type(s)
+  end
+  local err = check_patterns(s)
+  if err then return nil, err end
+  return s
 end
 
 --- Validate `doc` against `schema` (a table, a boolean or a JSON string).
@@ -684,8 +1076,18 @@ end
 function M.validate(doc, schema)
   local s, err = M.load(schema)
   if s == nil then return false, { "$: " .. err } end
-  local ctx = { root = s, errors = {}, depth = 0 }
-  validate_node(ctx, doc, s, "$")
+  local shared = { work = 0, cache = cache_for(s), refs = {} }
+  local ctx = { root = s, errors = {}, depth = 0, shared = shared }
+  local outer = memo
+  memo = { kind = {}, len = {}, keys = {}, ulen = {}, uerr = {}, ops = 0 }
+  local ok, e = pcall(validate_node, ctx, doc, s, "$")
+  memo = outer
+  if not ok then
+    if e ~= STOP then error(e, 0) end
+    ctx.errors[#ctx.errors + 1] = shared.stopped
+  elseif ctx.dropped then
+    ctx.errors[#ctx.errors + 1] = "$: " .. ctx.dropped .. " more errors not listed"
+  end
   return #ctx.errors == 0, ctx.errors
 end
 
