@@ -1,9 +1,11 @@
 /* qv_body: the chat request body (see qv_body.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qv_body.h"
 #include "qv_error.h"
+#include "qv_messages.h"
 #include "qv_state.h"
 #include "qv_text.h"
 
@@ -14,64 +16,6 @@ static const char *const reserved[] = { "model", "messages", "stream",
 static void set_str(lua_State *L, const char *k, const char *v) {
   lua_pushstring(L, v);
   lua_setfield(L, -2, k);
-}
-
-/* A placeholder no caller text can contain by accident. */
-static void placeholder(char *out, size_t size, const void *nonce, int k) {
-  snprintf(out, size, "qvimg-%p-%d", nonce, k);
-}
-
-/* The user content: image parts, then the text part. */
-static void push_content(lua_State *L, const qv_body_in *in, const void *nonce) {
-  int i, n = in->images ? in->images->n : 0;
-  char ph[64];
-  lua_createtable(L, n + 1, 0);
-  for (i = 0; i < n; i++) {
-    const qv_image_in *im = &in->images->item[i];
-    lua_createtable(L, 0, 4);
-    set_str(L, "type", "image_url");
-    lua_createtable(L, 0, 2);
-    if (im->inline_data) {
-      placeholder(ph, sizeof ph, nonce, i);
-      set_str(L, "url", ph);
-    } else {
-      lua_rawgeti(L, in->sources, i + 1);
-      lua_setfield(L, -2, "url");
-    }
-    set_str(L, "detail", in->detail);
-    lua_setfield(L, -2, "image_url");
-    /* DashScope's per-image limits sit beside image_url */
-    if (in->min_pixels > 0) {
-      lua_pushinteger(L, (lua_Integer)in->min_pixels);
-      lua_setfield(L, -2, "min_pixels");
-    }
-    if (in->max_pixels > 0) {
-      lua_pushinteger(L, (lua_Integer)in->max_pixels);
-      lua_setfield(L, -2, "max_pixels");
-    }
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_createtable(L, 0, 2);
-  set_str(L, "type", "text");
-  lua_pushlstring(L, in->text, in->text_len);
-  lua_setfield(L, -2, "text");
-  lua_rawseti(L, -2, n + 1);
-}
-
-static void push_messages(lua_State *L, const qv_body_in *in, const void *nonce) {
-  int n = 0;
-  lua_createtable(L, 2, 0);
-  if (in->system) {
-    lua_createtable(L, 0, 2);
-    set_str(L, "role", "system");
-    set_str(L, "content", in->system);
-    lua_rawseti(L, -2, ++n);
-  }
-  lua_createtable(L, 0, 2);
-  set_str(L, "role", "user");
-  push_content(L, in, nonce);
-  lua_setfield(L, -2, "content");
-  lua_rawseti(L, -2, ++n);
 }
 
 /* Copy extra's fields into the body at idx. */
@@ -98,10 +42,10 @@ static int merge_extra(lua_State *L, int body, int extra) {
   return 0;
 }
 
-static void push_body(lua_State *L, const qv_body_in *in, const void *nonce) {
+static void push_body(lua_State *L, const qv_body_in *in) {
   lua_createtable(L, 0, 12);
   set_str(L, "model", in->model);
-  push_messages(L, in, nonce);
+  lua_pushvalue(L, in->messages);
   lua_setfield(L, -2, "messages");
   lua_pushinteger(L, in->max_tokens);
   lua_setfield(L, -2, "max_tokens");
@@ -124,78 +68,95 @@ static void push_body(lua_State *L, const qv_body_in *in, const void *nonce) {
     lua_pushinteger(L, in->thinking_budget);
     lua_setfield(L, -2, "thinking_budget");
   }
-}
-
-static void add_stream(lua_State *L, int body) {
-  lua_pushboolean(L, 1);
-  lua_setfield(L, body, "stream");
-  lua_createtable(L, 0, 1);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "include_usage");
-  lua_setfield(L, body, "stream_options");
-}
-
-/* Write json into out with each placeholder replaced by its data URL. */
-static void splice(qv_buf *out, const char *json, size_t n,
-                   const qv_images *im, const void *nonce) {
-  size_t i = 0;
-  int k;
-  char ph[80];
-  for (k = 0; im != NULL && k < im->n; k++) {
-    const char *at;
-    size_t plen, j;
-    if (!im->item[k].inline_data) continue;
-    ph[0] = '"';
-    placeholder(ph + 1, sizeof ph - 2, nonce, k);
-    plen = strlen(ph);
-    ph[plen++] = '"';
-    ph[plen] = '\0';
-    for (at = NULL, j = i; j + plen <= n; j++)
-      if (json[j] == '"' && memcmp(json + j, ph, plen) == 0) { at = json + j; break; }
-    if (at == NULL) continue;
-    qv_buf_reserve(out, (size_t)(at - (json + i)) + qv_image_in_url_len(&im->item[k]) + 2);
-    qv_buf_add(out, json + i, (size_t)(at - (json + i)));
-    qv_buf_addc(out, '"');
-    qv_image_in_url(out, &im->item[k]);
-    qv_buf_addc(out, '"');
-    i = (size_t)(at - json) + plen;
+  if (in->stream) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "stream");
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "include_usage");
+    lua_setfield(L, -2, "stream_options");
   }
-  qv_buf_add(out, json + i, n - i);
 }
 
-/* The body as results show it: each placeholder replaced by a note. */
-static void make_safe(lua_State *L, int body, const qv_images *im) {
-  int i;
-  char note[96];
-  lua_getfield(L, body, "messages");
-  lua_rawgeti(L, -1, (int)lua_rawlen(L, -1));    /* the user message */
-  lua_getfield(L, -1, "content");
-  for (i = 0; im != NULL && i < im->n; i++) {
-    const qv_image_in *m = &im->item[i];
-    if (!m->inline_data) continue;
-    lua_rawgeti(L, -1, i + 1);
-    lua_getfield(L, -1, "image_url");
-    snprintf(note, sizeof note, "data:%s;base64,<omitted %lu chars>",
-             qv_image_mime(m->format), (unsigned long)(m->b64 ? m->b64_len
-             : qv_base64_len(m->bytes.len)));
-    set_str(L, "url", note);
-    lua_pop(L, 2);
+/* The source number in a placeholder at json[i..n) ("qvmedia-<nonce>-k"
+** in quotes), or 0. */
+static int placeholder_at(const char *json, size_t i, size_t n,
+                          const char *prefix, size_t plen, size_t *len) {
+  size_t j = i + 1 + plen;
+  int k = 0;
+  if (json[i] != '"' || n - i < plen + 3 || memcmp(json + i + 1, prefix, plen) != 0)
+    return 0;
+  while (j < n && json[j] >= '0' && json[j] <= '9' && k < 1000000)
+    k = k * 10 + (json[j++] - '0');
+  if (j >= n || json[j] != '"' || k == 0) return 0;
+  *len = j + 1 - i;
+  return k;
+}
+
+/* Write json into out with each placeholder replaced by its data URL or
+** URL. */
+static void splice(qv_buf *out, const char *json, size_t n, const qv_images *im,
+                   const void *nonce) {
+  char prefix[64];
+  size_t plen, i = 0, run = 0, len;
+  qv_messages_placeholder(prefix, sizeof prefix, nonce, 0);
+  plen = strlen(prefix) - 1;                 /* "qvmedia-<nonce>-" */
+  qv_buf_reserve(out, n);
+  while (i < n) {
+    int k = json[i] == '"' ? placeholder_at(json, i, n, prefix, plen, &len) : 0;
+    if (k == 0 || im == NULL || k > im->n) { i++; continue; }
+    qv_buf_add(out, json + run, i - run);
+    qv_buf_addc(out, '"');
+    if (im->item[k - 1].inline_data) qv_image_in_url(out, &im->item[k - 1]);
+    else qv_buf_add(out, im->item[k - 1].url, im->item[k - 1].url_len);
+    qv_buf_addc(out, '"');
+    i += len;
+    run = i;
   }
-  lua_pop(L, 3);
+  qv_buf_add(out, json + run, n - run);
+}
+
+/* The body as results show it: placeholders become a note or the URL. */
+static void make_safe(lua_State *L, int t, const qv_images *im, const char *prefix,
+                      size_t plen, int depth) {
+  t = qv_absindex(L, t);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    size_t n;
+    const char *s;
+    if (lua_istable(L, -1) && depth < 8) {
+      make_safe(L, -1, im, prefix, plen, depth + 1);
+    } else if (lua_type(L, -1) == LUA_TSTRING &&
+               (s = lua_tolstring(L, -1, &n)) != NULL && n > plen &&
+               memcmp(s, prefix, plen) == 0) {
+      int k = atoi(s + plen);
+      if (im != NULL && k >= 1 && k <= im->n) {
+        const qv_image_in *m = &im->item[k - 1];
+        lua_pushvalue(L, -2);
+        if (m->inline_data)
+          lua_pushfstring(L, "data:%s;base64,<omitted %d chars>",
+                          qv_image_mime(m->format), (int)(m->b64 ? m->b64_len
+                          : qv_base64_len(m->bytes.len)));
+        else
+          lua_pushlstring(L, m->url, m->url_len);
+        lua_rawset(L, t);
+      }
+    }
+    lua_pop(L, 1);
+  }
 }
 
 int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out) {
   int body, extra = in->extra ? qv_absindex(L, in->extra) : 0;
-  size_t n, bad;
+  size_t n, bad, plen;
   const char *json;
-  const void *nonce = (const void *)out;
-  push_body(L, in, nonce);
+  char prefix[64];
+  push_body(L, in);
   body = lua_gettop(L);
   if (extra && merge_extra(L, body, extra) < 0) {
     lua_remove(L, body);               /* nil, err stay */
     return -1;
   }
-  if (in->stream) add_stream(L, body);
   if (qv_json_encode(L, body) != 0) {
     lua_settop(L, body - 1);
     return qv_fail_field(L, "extra", "the request cannot be encoded as JSON "
@@ -206,12 +167,14 @@ int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out) {
     lua_settop(L, body - 1);
     return qv_fail_field(L, "extra", "a string in extra is not valid UTF-8");
   }
-  splice(out, json, n, in->images, nonce);
+  splice(out, json, n, in->images, in->nonce);
   lua_pop(L, 1);
   if (out->oom) {
     lua_settop(L, body - 1);
     return qv_fail_field(L, "image", "out of memory");
   }
-  make_safe(L, body, in->images);
+  qv_messages_placeholder(prefix, sizeof prefix, in->nonce, 0);
+  plen = strlen(prefix) - 1;
+  make_safe(L, body, in->images, prefix, plen, 0);
   return 0;
 }

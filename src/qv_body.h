@@ -1,11 +1,13 @@
 /*
 ** qv_body: the JSON body of a chat request, from fields qv_request has
-** already checked. The body is a Lua table encoded by lua-cjson, except
-** inline images: cjson would escape every '/' of their base64 and copy
-** it twice, so the table carries a placeholder per image and the data
-** URL is written straight into the final buffer (base64 is JSON-safe as
-** it is). The same table, with each placeholder replaced by a short
-** note, is what results and evidence show as the request: safe to log.
+** checked and the messages qv_messages normalized. The body is a Lua
+** table encoded by lua-cjson, except the images and video frames: cjson
+** would escape every '/' of their base64 and copy it twice, so the
+** messages carry a placeholder per source and the data URL (or the URL)
+** is written straight into the final buffer (base64 is JSON-safe as it
+** is; URLs were checked to hold no quote or backslash). The same table,
+** with each placeholder replaced by a short note or the URL, is what
+** results and evidence show as the request: safe to log.
 */
 #ifndef QV_BODY_H
 #define QV_BODY_H
@@ -16,10 +18,8 @@
 
 typedef struct qv_body_in {
   const char *model;
-  const char *system;           /* NULL: none */
-  const char *text;             /* the user text (prompt + JSON request) */
-  size_t text_len;
-  const char *detail;
+  int messages;                 /* stack index: the normalized messages */
+  const void *nonce;            /* of the placeholders (qv_messages) */
   lua_Integer max_tokens;
   double temperature;
   int json;                     /* response_format json_object */
@@ -28,9 +28,7 @@ typedef struct qv_body_in {
   lua_Integer thinking_budget;  /* 0: not sent */
   int stream;                   /* stream + stream_options.include_usage */
   int extra;                    /* stack index of `extra`, or 0 */
-  const qv_images *images;
-  int sources;                  /* stack index: the image sources (URLs) */
-  double min_pixels, max_pixels;  /* per image part; 0: none */
+  const qv_images *images;      /* source k is item k-1 */
 } qv_body_in;
 
 /* Encode the body into out and push the safe copy of it. Returns 0, or

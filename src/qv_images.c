@@ -165,6 +165,8 @@ static int one(lua_State *L, const char *f, const char *s, size_t n,
     set_str(L, "source", "url");
     lua_pushlstring(L, s, n);
     lua_setfield(L, -2, "url");
+    im->url = s;                       /* anchored in the source list */
+    im->url_len = n;
     return 0;
   }
   r = qv_text_iprefix(s, n, "data:") ? from_data_url(L, f, s, n, im, &info)

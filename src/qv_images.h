@@ -20,6 +20,8 @@
 
 typedef struct qv_image_in {
   int inline_data;            /* sent as a data URL we write */
+  const char *url;            /* else the caller's URL, sent as it is */
+  size_t url_len;
   qv_buf bytes;               /* image bytes (files, decoded data URLs) */
   const char *b64;            /* the caller's base64, unchanged (data URL) */
   size_t b64_len;

@@ -7,6 +7,7 @@
 #include "qv_body.h"
 #include "qv_error.h"
 #include "qv_images.h"
+#include "qv_messages.h"
 #include "qv_state.h"
 #include "qv_target.h"
 #include "qv_text.h"
@@ -22,7 +23,8 @@ static const char *const chat_fields[] = {
   "region", "extra", "stream", "on_delta", "coalesce_ms", "coalesce_bytes",
   "enable_thinking", "thinking_budget", "cainfo", "capath", "proxy",
   "noproxy", "resize", "max_pixels", "max_side", "image_format", "quality",
-  "min_pixels", "max_input_pixels", NULL
+  "min_pixels", "max_input_pixels", "messages", "video", "video_url", "fps",
+  NULL
 };
 
 static const char *const models_fields[] = {
@@ -443,48 +445,6 @@ static int read_resize(ctx *x, qv_images_opts *o, const char *detail) {
   return 0;
 }
 
-/* image/images into two lists: the sources and the field names. */
-static int read_sources(ctx *x, int *sources, int *fields) {
-  lua_State *L = x->L;
-  int one = field(x, "image"), many, n = 0, i, count = 0;
-  many = field(x, "images");
-  lua_createtable(L, 1, 0);
-  *sources = lua_gettop(L);
-  lua_createtable(L, 1, 0);
-  *fields = lua_gettop(L);
-  if (one != LUA_TNIL) {
-    if (one != LUA_TSTRING) return qv_fail_field(L, "image", "image must be a string");
-    lua_pushvalue(L, *sources - 2);
-    lua_rawseti(L, *sources, ++n);
-    lua_pushliteral(L, "image");
-    lua_rawseti(L, *fields, n);
-  }
-  if (many != LUA_TNIL) {
-    int list = *sources - 1;
-    if (many != LUA_TTABLE)
-      return qv_fail_field(L, "images", "images must be a list of strings");
-    /* a list with holes ({a, nil, b}) would silently lose b */
-    lua_pushnil(L);
-    while (lua_next(L, list) != 0) { count++; lua_pop(L, 1); }
-    if (count == 0) return qv_fail_field(L, "images", "images must not be empty");
-    if ((size_t)count != (size_t)lua_rawlen(L, list))
-      return qv_fail_field(L, "images", "images must be a list (keys 1..n, no holes)");
-    for (i = 1; i <= count; i++) {
-      lua_rawgeti(L, list, i);
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return qv_fail_field(L, "images", "images must be a list of strings");
-      lua_rawseti(L, *sources, ++n);
-      lua_pushfstring(L, "images[%d]", i);
-      lua_rawseti(L, *fields, n);
-    }
-  }
-  if (n == 0) return qv_fail_field(L, "image", "image (or images) is required");
-  if (n > QV_MAX_IMAGES)
-    return qv_fail_field(L, "images", "too many images (DashScope takes at most %d)",
-                         QV_MAX_IMAGES);
-  return 0;
-}
-
 /* schema: a table or JSON text; its JSON goes into the prompt. Pushes the
 ** schema's JSON text (or nothing when there is no schema). */
 static int read_schema(ctx *x, int *has) {
@@ -560,34 +520,118 @@ static int is_qvq(const char *model) {
   return qv_text_iprefix(model, strlen(model), "qvq-");
 }
 
+/* The stack index of snap[k], pushed (0 and nothing when absent). */
+static int present(ctx *x, const char *k) {
+  if (field(x, k) == LUA_TNIL) { lua_pop(x->L, 1); return 0; }
+  return lua_gettop(x->L);
+}
+
+/* With the caller's own messages, the JSON request goes into the last
+** user message (DashScope wants the word "JSON" in the prompt). */
+static void json_into_messages(lua_State *L, int msgs, int text) {
+  int i, n = (int)lua_rawlen(L, msgs);
+  for (i = n; i >= 1; i--) {
+    lua_rawgeti(L, msgs, i);
+    lua_getfield(L, -1, "role");
+    if (strcmp(lua_tostring(L, -1), "user") == 0) {
+      lua_getfield(L, -2, "content");
+      if (lua_istable(L, -1)) {
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "text");
+        lua_setfield(L, -2, "type");
+        lua_pushvalue(L, text);
+        lua_setfield(L, -2, "text");
+        lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 3);
+      } else {
+        lua_pushliteral(L, "\n\n");
+        lua_pushvalue(L, text);
+        lua_concat(L, 3);
+        lua_setfield(L, -3, "content");
+        lua_pop(L, 2);
+      }
+      return;
+    }
+    lua_pop(L, 2);
+  }
+}
+
+/* result.images (the images) and result.videos ({fps, frames}) from the
+** info of every source. */
+static void sort_infos(lua_State *L, int infos, const qv_messages_out *m, int info) {
+  int i, n = (int)lua_rawlen(L, infos), images, nimages = 0;
+  lua_newtable(L);
+  images = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    int slot;
+    lua_rawgeti(L, m->slots, i);
+    slot = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, infos, i);
+    if (slot == 0) {
+      lua_rawseti(L, images, ++nimages);
+    } else {
+      lua_rawgeti(L, m->videos, slot);
+      lua_getfield(L, -1, "frames");
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "frames");
+      }
+      lua_pushvalue(L, -3);
+      lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 3);
+    }
+  }
+  lua_setfield(L, info, "images");
+  if (lua_rawlen(L, m->videos) > 0) {
+    lua_pushvalue(L, m->videos);
+    lua_setfield(L, info, "videos");
+  }
+}
+
 static int plan_chat(ctx *x) {
   lua_State *L = x->L;
   qv_plan *p = x->p;
   qv_body_in b;
+  qv_messages_in mi;
+  qv_messages_out mo;
   qv_images_opts io;
   const char *prompt = NULL;
   size_t plen = 0, n;
   double max_tokens = 512, temperature = 0.2, budget = 0;
   int json_mode = 0, stream = 0, thinking = 0, has_thinking, has_schema, qvq,
-      sources, fields, extra_thinking = -1;
+      extra_thinking = -1, r, text;
   memset(&b, 0, sizeof b);
+  memset(&mi, 0, sizeof mi);
   b.model = "qwen3-vl-plus";
-  b.detail = "auto";
-  switch (get_str(x, "prompt", &prompt, &plen, QV_PROMPT_MAX, TEXT)) {
-    case -1: return -1;
-    case 0: return qv_fail_field(L, "prompt", "prompt is required");
-    default: break;
+  mi.detail = "auto";
+  mi.messages = present(x, "messages");
+  if ((r = get_str(x, "prompt", &prompt, &plen, QV_PROMPT_MAX, TEXT)) < 0) return -1;
+  if (mi.messages) {
+    static const char *const alone[] = { "prompt", "image", "images", "video",
+                                         "video_url", "system", NULL };
+    int i;
+    for (i = 0; alone[i]; i++)
+      if (field(x, alone[i]) != LUA_TNIL)
+        return qv_fail_field(L, alone[i], "give %s or messages, not both (put it in "
+                             "a message)", alone[i]);
+      else lua_pop(L, 1);
+  } else if (r == 0) {
+    return qv_fail_field(L, "prompt", "prompt is required");
   }
   if (get_str(x, "model", &b.model, &n, 128, WORD | TEXT) < 0 ||
-      get_str(x, "system", &b.system, &n, QV_PROMPT_MAX, TEXT) < 0 ||
-      get_str(x, "detail", &b.detail, &n, 8, WORD) < 0)
+      get_str(x, "system", &mi.system, &n, QV_PROMPT_MAX, TEXT) < 0 ||
+      get_str(x, "detail", &mi.detail, &n, 8, WORD) < 0)
     return -1;
-  if (strcmp(b.detail, "auto") && strcmp(b.detail, "low") && strcmp(b.detail, "high"))
+  if (strcmp(mi.detail, "auto") && strcmp(mi.detail, "low") && strcmp(mi.detail, "high"))
     return qv_fail_field(L, "detail", "detail must be auto, low or high (got '%s')",
-                         b.detail);
-  if (read_resize(x, &io, b.detail) < 0 ||
+                         mi.detail);
+  if (read_resize(x, &io, mi.detail) < 0 ||
       get_num(x, "max_tokens", &max_tokens, 1, 131072, 1) < 0 ||
       get_num(x, "temperature", &temperature, 0, 1.999999, 0) < 0 ||
+      get_num(x, "fps", &mi.fps, 0.1, 10, 0) < 0 ||
       get_bool(x, "json_mode", &json_mode) < 0 ||
       get_bool(x, "stream", &stream) < 0 ||
       (has_thinking = get_bool(x, "enable_thinking", &thinking)) < 0 ||
@@ -621,14 +665,23 @@ static int plan_chat(ctx *x) {
   if ((json_mode || has_schema) && (thinking || qvq))
     return qv_fail_field(L, json_mode ? "json_mode" : "schema", "JSON output cannot "
                          "be combined with thinking (DashScope refuses it)");
-  if (user_text(x, prompt, plen, has_schema, json_mode) < 0) return -1;
-  b.text = lua_tolstring(L, -1, &b.text_len);
-  lua_pushinteger(L, (lua_Integer)b.text_len);
+  if (user_text(x, prompt ? prompt : "", plen, has_schema, json_mode) < 0) return -1;
+  text = lua_gettop(L);
+  mi.text = lua_tolstring(L, text, &mi.text_len);
+  lua_pushinteger(L, (lua_Integer)mi.text_len);
   lua_setfield(L, x->info, "text_bytes");
-  if (read_sources(x, &sources, &fields) < 0 ||
-      qv_images_read(L, &p->images, sources, fields, &io) < 0)
-    return -1;
-  lua_setfield(L, x->info, "images");
+  mi.image = present(x, "image");
+  mi.images = present(x, "images");
+  mi.video = present(x, "video");
+  mi.video_url = present(x, "video_url");
+  mi.model = b.model;
+  mi.min_pixels = io.min_pixels;
+  mi.max_pixels = io.max_pixels;
+  if (qv_messages_build(L, &mi, (const void *)p, &mo) < 0) return -1;
+  if (mi.messages && (json_mode || has_schema))
+    json_into_messages(L, mo.messages, text);
+  if (qv_images_read(L, &p->images, mo.sources, mo.fields, &io) < 0) return -1;
+  sort_infos(L, lua_gettop(L), &mo, x->info);
   p->json = json_mode || has_schema;
   p->user_stream = stream;
   /* Thinking streams under the hood: long reasoning risks the service's
@@ -642,6 +695,8 @@ static int plan_chat(ctx *x) {
                            : "QVQ models answer streamed requests only: not in a batch");
     p->call.stream = 0;
   }
+  b.messages = mo.messages;
+  b.nonce = (const void *)p;
   b.max_tokens = (lua_Integer)max_tokens;
   b.temperature = temperature;
   b.json = p->json;
@@ -650,9 +705,6 @@ static int plan_chat(ctx *x) {
   b.thinking_budget = (lua_Integer)budget;
   b.stream = p->call.stream;
   b.images = p->images;
-  b.sources = sources;
-  b.min_pixels = io.min_pixels;
-  b.max_pixels = io.max_pixels;
   if (qv_body_build(L, &b, &p->body) < 0) return -1;
   lua_setfield(L, x->info, "request");
   /* the image bytes are in the body now */

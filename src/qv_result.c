@@ -326,8 +326,8 @@ static void set_json(lua_State *L, int res) {
 
 /* Fields every result carries from the plan. */
 static void copy_plan(lua_State *L, int st, int res) {
-  static const char *const keys[] = { "images", "request", "base_url",
-                                      "region", NULL };
+  static const char *const keys[] = { "images", "videos", "request",
+                                      "base_url", "region", NULL };
   int i;
   lua_getfield(L, st, "plan");
   for (i = 0; keys[i]; i++) {
