@@ -719,6 +719,74 @@ static int plan_chat(ctx *x) {
   return 0;
 }
 
+/* ---- one image, encoded once (sessions reuse it) -------------------------- */
+
+int qv_request_image(lua_State *L, int src, int opts) {
+  static const char *const names[] = { "resize", "max_pixels", "max_side",
+    "image_format", "quality", "min_pixels", "max_input_pixels", "detail", NULL };
+  ctx x;
+  qv_images_opts io;
+  qv_images *im = NULL;
+  const char *detail = "auto";
+  size_t n;
+  int top, sources, fields, r;
+  qv_plan *p;
+  src = qv_absindex(L, src);
+  opts = qv_absindex(L, opts);
+  memset(&x, 0, sizeof x);
+  x.L = L;
+  if (check_known(L, opts, names) < 0) return -1;
+  p = plan_new(L);                   /* owns the image bytes meanwhile */
+  top = lua_gettop(L);
+  x.p = p;
+  p->call.timeout_s = 120;
+  snapshot(L, opts, names);
+  x.snap = lua_gettop(L);
+  if (get_str(&x, "detail", &detail, &n, 8, WORD) < 0 || read_resize(&x, &io, detail) < 0) {
+    qv_error_settle(L, top - 1);
+    return -1;
+  }
+  lua_createtable(L, 1, 0);
+  sources = lua_gettop(L);
+  lua_pushvalue(L, src);
+  lua_rawseti(L, sources, 1);
+  lua_createtable(L, 1, 0);
+  fields = lua_gettop(L);
+  lua_pushliteral(L, "image");
+  lua_rawseti(L, fields, 1);
+  if (lua_type(L, src) != LUA_TSTRING) {
+    r = qv_fail_field(L, "image", "image must be a string");
+  } else {
+    r = qv_images_read(L, &p->images, sources, fields, &io);
+  }
+  if (r < 0) {
+    qv_error_settle(L, top - 1);
+    return -1;
+  }
+  im = p->images;
+  lua_createtable(L, 0, 2);
+  if (im->item[0].inline_data) {
+    qv_buf url;
+    qv_buf_init(&url);
+    qv_image_in_url(&url, &im->item[0]);
+    if (url.oom) {
+      qv_buf_free(&url);
+      qv_error_settle(L, top - 1);
+      return qv_fail_field(L, "image", "out of memory");
+    }
+    lua_pushlstring(L, url.data, url.len);
+    qv_buf_free(&url);
+  } else {
+    lua_pushlstring(L, im->item[0].url, im->item[0].url_len);
+  }
+  lua_setfield(L, -2, "url");
+  lua_rawgeti(L, -2, 1);                     /* the info */
+  lua_setfield(L, -2, "info");
+  lua_replace(L, top);
+  lua_settop(L, top);
+  return 0;
+}
+
 /* ---- any method and path (Files and Batch APIs) -------------------------- */
 
 /* form = { {name=, value=} or {name=, file=, filename=, type=}, ... } */

@@ -71,6 +71,13 @@ int qv_request_config(lua_State *L, int idx);
 ** sec. 0, or -1 with nil, err pushed. */
 int qv_request_secrets(lua_State *L, int idx, qv_secrets *sec);
 
+/* One image source (at src) read, resized and encoded as a request would
+** send it (resize fields and detail in the table at opts): pushes {url =
+** the data URL (or the https URL as given), info = {...}} and returns 0,
+** or pushes nil, err and returns -1. Conversations encode an image once
+** and send the result again each turn. */
+int qv_request_image(lua_State *L, int src, int opts);
+
 /* Push {name = base URL} for the known regions. */
 void qv_request_regions(lua_State *L);
 

@@ -112,6 +112,28 @@ static int m_encode(lua_State *L) {
   return 2;
 }
 
+/* qwenvl.image(source [, opts]): the image read, resized and encoded
+** once: {url = data URL, info}; give url to later requests as the image. */
+static int m_image(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2)) { lua_newtable(L); lua_replace(L, 2); }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  return qv_return(L, qv_request_image(L, 1, 2), 1);
+}
+
+/* qwenvl.session(opts): a conversation (lua/qwenvl/session.lua), loaded
+** on first use: this module is loaded by then. */
+static int m_session(lua_State *L) {
+  lua_settop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "qwenvl.session");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - 2;
+}
+
 /* qwenvl.extract_json(text): the JSON value in a model's answer, by the
 ** same rule as result.json: the whole text, a ``` fence, the outermost
 ** braces. Returns the value or nil, err. */
@@ -208,7 +230,8 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
     { "http", qv_handle_http },
     { "config", m_config }, { "prepare", m_prepare }, { "fd", m_fd },
     { "timeout_ms", m_timeout_ms }, { "step", m_step },
-    { "extract_json", m_extract_json }, { "encode", m_encode }, { "scrub", m_scrub }, { "info", m_info },
+    { "extract_json", m_extract_json }, { "encode", m_encode },
+    { "image", m_image }, { "session", m_session }, { "scrub", m_scrub }, { "info", m_info },
     { NULL, NULL }
   };
   pthread_once(&curl_once, init_once);
