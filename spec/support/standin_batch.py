@@ -394,10 +394,10 @@ class Batch:
         self.window = req["completion_window"]
         self.window_s = window_seconds(self.window)
         self.metadata = req.get("metadata")
-        self.created = created
+        self.created = CLOCK.now()   # exact; created_at is its whole seconds
         self.status = "validating"
         self.ts = {k: None for k in TIMESTAMPS}
-        self.ts["created_at"] = created
+        self.ts["created_at"] = created if created is not None else int(self.created)
         self.errors = None
         self.outcomes = None      # [(custom_id, ok, status, rid, payload)] in line order
         self.counts = {"total": 0, "completed": 0, "failed": 0}
@@ -459,7 +459,7 @@ class Batch:
         lines, errors = validate(self.data, self.endpoint)
         if errors:
             self.status = "failed"
-            self.ts["failed_at"] = self.created
+            self.ts["failed_at"] = self.ts["created_at"]
             self.errors = {"object": "list", "data": errors}
             return
         self.outcomes = [(cid, ) + execute(cid, body, self.endpoint) for cid, body, _ in lines]
@@ -730,7 +730,7 @@ def register(router):
                 return bad_request(h, "File not found: %s" % req["input_file_id"],
                                    "input_file_id", "not_found", 404)
             bid = "batch_" + str(uuid.uuid4())
-            b = Batch(bid, req, now_s())
+            b = Batch(bid, req, None)
             BATCHES[bid] = b
             COUNTS["batches_created"] += 1
             obj = b.view()
