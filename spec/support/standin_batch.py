@@ -91,9 +91,10 @@ Settings (POST /_standin/batch/config):
     fail_lines {custom_id: {"status": 500, "times": 1}}   make a line fail
                                     (times: how many executions; across batches)
     create_faults [..]   one per POST /batches, in order: "reset" (create, then
-                         RST: the client cannot know), "500_after_create",
+                         RST: the client cannot know), "cut" (create, then a
+                         third of the answer and a RST), "500_after_create",
                          "delay=MS" (create, answer MS real ms later), "500",
-                         "429" (not created)
+                         "429", "400" (not created)
     processing_gets 0    an upload reads "processing" for this many GETs
     max_line_bytes, max_lines, max_file_bytes, max_files (10000)
     shuffle true         keep_content 1048576
@@ -498,9 +499,12 @@ class Batch:
                 err.append({"id": str(uuid.uuid4()), "custom_id": cid, "response": None,
                             "error": {"code": code, "message": msg}})
                 failed_n += 1
-        if CONFIG["shuffle"]:
-            random.Random(self.id).shuffle(out)
-            random.Random(self.id + "e").shuffle(err)
+        if CONFIG["shuffle"]:  # never in input order, so order cannot pass for matching
+            for lines, seed in ((out, self.id), (err, self.id + "e")):
+                before = list(lines)
+                random.Random(seed).shuffle(lines)
+                if lines == before:
+                    lines.reverse()
 
         def write(lines):
             if not lines:
@@ -718,11 +722,12 @@ def register(router):
             return bad_request(h, "metadata must be an object of strings.", "metadata")
         with LOCK:
             fault = CONFIG["create_faults"].pop(0) if CONFIG["create_faults"] else None
-            if fault in ("500", "429"):
+            if fault in ("500", "429", "400"):
                 status = int(fault)
-                msg = ("Requests rate limit exceeded, please try again later." if status == 429
-                       else "An internal error has occured, please try again later.")
-                code = "limit_requests" if status == 429 else "internal_error"
+                msg, code = {
+                    429: ("Requests rate limit exceeded, please try again later.", "limit_requests"),
+                    500: ("An internal error has occured, please try again later.", "internal_error"),
+                    400: ("Injected refusal of this batch.", "invalid_request_error")}[status]
                 h.send_error_body(status, msg, code, code)
                 return
             rec = FILES.get(req["input_file_id"])
@@ -735,6 +740,14 @@ def register(router):
             COUNTS["batches_created"] += 1
             obj = b.view()
         if fault == "reset":
+            return h.rst()
+        if fault == "cut":
+            data = dumps(obj).encode("utf-8")
+            h.send_raw_headers(200, [("Content-Type", "application/json;charset=UTF-8"),
+                                     ("Content-Length", str(len(data)))])
+            h.wfile.write(data[:len(data) // 3])
+            h.wfile.flush()
+            time.sleep(0.05)
             return h.rst()
         if fault == "500_after_create":
             return h.send_error_body(500, "An internal error has occured, please try again "
