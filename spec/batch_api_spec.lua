@@ -456,6 +456,26 @@ describe("qwenvl.batch", function()
       assert.are.equal(res[2].batch.batch_id, res[1].batch.batch_id)
     end)
 
+    it("judge a line by its status_code before its body", function()
+      local R = require("qwenvl.batch.results")
+      local body = { model = "m", choices = { { message = { content = "looks fine" } } } }
+      local res, err = R.from_line(q, { custom_id = "1", response = { status_code = 503, body = body } }, {})
+      assert.is_nil(res)
+      assert.are.equal("server", err.code)
+      assert.are.equal(503, err.status)
+      res, err = R.from_line(q, { custom_id = "1", response = { status_code = 200, body = body },
+                                  error = { code = "x", message = "both" } }, {})
+      assert.is_nil(res)
+      assert.are.equal("both", err.message)
+      res = R.from_line(q, { custom_id = "1", response = { status_code = 200, body = body }, error = NULL }, {})
+      assert.are.equal("looks fine", res.text)
+      -- the reason inside response.body.error, as qwen-code saw it
+      res, err = R.from_line(q, { custom_id = "1", response = { status_code = 400, body = {
+        error = { code = "data_inspection_failed", message = "inappropriate" } } } }, {})
+      assert.are.equal("content_filter", err.code)
+      assert.are.equal("inappropriate", err.message)
+    end)
+
     it("read failure reasons from the error file", function()
       local _, res, failures = run(requests(2, function(i, r)
         if i == 2 then r.extra = { top_p = 0.5, max_tokens = 99999 } end
@@ -664,6 +684,140 @@ describe("qwenvl.batch", function()
       job, err = qb.open("../etc", opts())
       assert.is_nil(job)
       assert.are.equal("invalid_request", err.code)
+    end)
+  end)
+
+  describe("command line (qwenvl.batch.cli)", function()
+    local bcli = require("qwenvl.batch.cli")
+    local imgdir
+
+    local function buffer()
+      local b = { parts = {} }
+      function b:write(...) for _, x in ipairs{ ... } do self.parts[#self.parts + 1] = tostring(x) end return self end
+      function b:flush() return self end
+      function b:text() return table.concat(self.parts) end
+      return b
+    end
+
+    local function cli(args, jobdir)
+      local out, err = buffer(), buffer()
+      local full = {}
+      for _, a in ipairs(args) do full[#full + 1] = a end
+      for _, a in ipairs{ "--base-url", srv.base_url, "--job-dir", jobdir } do full[#full + 1] = a end
+      local code = bcli.main(full, { stdout = out, stderr = err },
+        { opts = { api_key = srv.key, sleep = vsleep, clock = vclock, file_poll_s = 0 } })
+      return code, out:text(), err:text()
+    end
+
+    setup(function()
+      imgdir = dir .. "/imgs"
+      fx.sh("mkdir -p " .. fx.quote(imgdir))
+      fx.png(imgdir .. "/a.png", 40, 30)
+      fx.png(imgdir .. "/b.png", 50, 30)
+      fx.png(imgdir .. "/c.png", 60, 30)
+    end)
+
+    it("batch --no-wait prints the job id last; job status, list, wait finish it with records", function()
+      local jd, ev = dir .. "/cli-jobs1", dir .. "/cli-ev1"
+      local code, out, err = cli({ "batch", imgdir, "--prompt", "Caption", "--batch-api", "--no-wait",
+                                   "--metadata", "team=art" }, jd)
+      assert.are.equal(0, code, err)
+      local id = out:match("([^\n]+)\n?$")
+      assert.truthy(id:match("^job%-"), out)
+      assert.truthy(err:find(id, 1, true))
+      assert.are.equal("art", state().batches[1].metadata.team)
+
+      code, out = cli({ "job", "status", id }, jd)
+      assert.are.equal(0, code)
+      assert.truthy(out:find("^" .. id:gsub("%-", "%%-") .. "\t"))
+
+      code, out = cli({ "job", "list" }, jd)
+      assert.are.equal(0, code)
+      assert.truthy(out:find(id, 1, true))
+
+      local outfile = dir .. "/cli-summary.json"
+      code, out, err = cli({ "job", "wait", id, "--poll-s", "30", "--print-response", "--output", outfile,
+                             "--evidence-dir", ev }, jd)
+      assert.are.equal(0, code, err)
+      local summary = cjson.decode(out)
+      assert.are.same(summary, cjson.decode(fx.read(outfile)))
+      assert.are.equal(3, summary.total)
+      assert.are.equal(3, summary.ok)
+      assert.are.equal(id, summary.job_id)
+      assert.are.equal(imgdir .. "/b.png", summary.items[2].image)
+      assert.truthy(summary.items[2].text:find("Caption", 1, true))
+      assert.truthy(summary.items[2].batch_id:match("^batch_"))
+      assert.are.equal("2", summary.items[2].custom_id)
+      -- per-image evidence: as live, plus the batch id, custom_id and file ids
+      local rec = cjson.decode(fx.read(summary.items[2].record))
+      assert.are.equal("batch-api-item", rec.kind)
+      assert.are.equal("ok", rec.status)
+      assert.are.equal(summary.items[2].batch_id, rec.batch.batch_id)
+      assert.are.equal("2", rec.batch.custom_id)
+      assert.truthy(rec.batch.input_file_id:match("^file%-batch%-"))
+      assert.truthy(rec.batch.output_file_id:match("^file%-batch_output%-"))
+      assert.are.equal("24h", rec.batch.completion_window)
+      assert.are.equal("Caption", rec.prompt)
+      assert.are.equal(imgdir .. "/b.png", rec.image_refs[1])
+      assert.are.equal(50, rec.images[1].width)
+      assert.truthy(rec.request.messages[1].content[1].image_url.url:find("<omitted", 1, true))
+      assert.are.equal("", find_file(srv.key))
+    end)
+
+    it("waits by default, exits with the first failure's code, and job retry fixes it", function()
+      local jd = dir .. "/cli-jobs2"
+      config{ fail_lines = { ["3"] = { status = 503, times = 1 } } }
+      local code, out, err = cli({ "batch", imgdir, "--prompt", "Caption", "--batch-api", "--no-evidence" }, jd)
+      assert.are.equal(6, code, err)
+      assert.truthy(out:find("ok\t" .. imgdir .. "/a.png", 1, true))
+      assert.truthy(out:find("error:server\t" .. imgdir .. "/c.png", 1, true))
+      assert.truthy(err:find("1 failed of 3", 1, true))
+      local id = err:match("job (job%-%S+):")
+      code, out, err = cli({ "job", "retry", id, "--no-evidence" }, jd)
+      assert.are.equal(0, code, err)
+      assert.truthy(err:find("1 request submitted again", 1, true))
+      assert.truthy(out:find("ok\t" .. imgdir .. "/c.png", 1, true))
+      code, out = cli({ "job", "results", id, "--no-evidence", "--quiet" }, jd)
+      assert.are.equal(0, code)
+      assert.are.equal("", out)
+    end)
+
+    it("cancels a running job and reports what finished", function()
+      local jd = dir .. "/cli-jobs3"
+      config{ lines_per_s = 1 }
+      local code, out = cli({ "batch", imgdir, "--prompt", "Caption", "--batch-api", "--no-wait" }, jd)
+      assert.are.equal(0, code)
+      local id = out:match("(%S+)%s*$")
+      advance(1.5)
+      local rc, _, rerr = cli({ "job", "results", id }, jd)
+      assert.are.equal(6, rc)
+      assert.truthy(rerr:find("still", 1, true))
+      code = cli({ "job", "cancel", id }, jd)
+      assert.are.equal(0, code)
+      code, out = cli({ "job", "wait", id, "--no-evidence" }, jd)
+      assert.are.equal(6, code)
+      assert.truthy(out:find("ok\t", 1, true))
+      assert.truthy(out:find("error:canceled\t", 1, true))
+    end)
+
+    it("refuses what does not apply", function()
+      local jd = dir .. "/cli-jobs4"
+      assert.are.equal(2, (cli({ "batch", imgdir, "--prompt", "x" }, jd)))
+      assert.are.equal(2, (cli({ "batch", imgdir, "--prompt", "x", "--batch-api", "--concurrency", "4" }, jd)))
+      assert.are.equal(2, (cli({ "batch", imgdir, "--batch-api" }, jd)))
+      assert.are.equal(2, (cli({ "job", "frobnicate", "x" }, jd)))
+      assert.are.equal(2, (cli({ "job", "wait" }, jd)))
+      local code, _, err = cli({ "job", "wait", "job-missing" }, jd)
+      assert.are.equal(6, code)
+      assert.truthy(err:find("not found", 1, true))
+      code, _, err = cli({ "batch", imgdir, "--prompt", "x", "--batch-api", "--completion-window", "2h" }, jd)
+      assert.are.equal(3, code)
+      assert.truthy(err:find("completion_window", 1, true))
+      assert.are.equal(0, calls("POST /files"))
+      local out
+      code, out = cli({ "job", "--help" }, jd)
+      assert.are.equal(0, code)
+      assert.truthy(out:find("qwenvl job list", 1, true))
     end)
   end)
 

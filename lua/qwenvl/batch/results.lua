@@ -96,11 +96,11 @@ function M.from_line(q, obj, opts)
   local api_code = (type(lerr) == "table" and val(lerr.code)) or (berr and val(berr.code))
   local message = (type(lerr) == "table" and val(lerr.message)) or (berr and val(berr.message))
   if api_code ~= nil then api_code = tostring(api_code) end
-  if status == 200 then
+  if status == 200 and message == nil then
     return nil, M.error(q, "bad_response", "the output line has status 200 but no answer",
       { status = 200, request_id = rid, raw = opts.raw })
   end
-  local code = M.code_for(status, api_code)
+  local code = M.code_for(status ~= 200 and status or nil, api_code)
   return nil, M.error(q, code, message and tostring(message)
     or ("the request failed in the batch" .. (status and (" (status " .. status .. ")") or "")),
     { status = status, api_code = api_code, request_id = rid, raw = opts.raw })
