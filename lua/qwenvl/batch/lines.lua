@@ -40,12 +40,28 @@ function M.base64(s)
   local out, buf, nb = {}, {}, 0
   local n = #s
   local full = n - n % 3
-  for i = 1, full, 3 do
+  local i = 1
+  -- twelve bytes (sixteen characters) per step: fewer calls, no new strings
+  while i + 11 <= full do
+    local a1, b1, c1, a2, b2, c2, a3, b3, c3, a4, b4, c4 = byte(s, i, i + 11)
+    local v1 = a1 * 65536 + b1 * 256 + c1
+    local v2 = a2 * 65536 + b2 * 256 + c2
+    local v3 = a3 * 65536 + b3 * 256 + c3
+    local v4 = a4 * 65536 + b4 * 256 + c4
+    buf[nb + 1], buf[nb + 2] = PAIR[floor(v1 / 4096)], PAIR[v1 % 4096]
+    buf[nb + 3], buf[nb + 4] = PAIR[floor(v2 / 4096)], PAIR[v2 % 4096]
+    buf[nb + 5], buf[nb + 6] = PAIR[floor(v3 / 4096)], PAIR[v3 % 4096]
+    buf[nb + 7], buf[nb + 8] = PAIR[floor(v4 / 4096)], PAIR[v4 % 4096]
+    nb = nb + 8
+    if nb >= 4096 then out[#out + 1] = concat(buf, "", 1, nb); nb = 0 end
+    i = i + 12
+  end
+  while i <= full do
     local a, b, c = byte(s, i, i + 2)
     local v = a * 65536 + b * 256 + c
-    nb = nb + 1
-    buf[nb] = PAIR[floor(v / 4096)] .. PAIR[v % 4096]
-    if nb == 4096 then out[#out + 1] = concat(buf); buf, nb = {}, 0 end
+    buf[nb + 1], buf[nb + 2] = PAIR[floor(v / 4096)], PAIR[v % 4096]
+    nb = nb + 2
+    i = i + 3
   end
   out[#out + 1] = concat(buf, "", 1, nb)
   local rest = n - full
