@@ -184,7 +184,7 @@ if big then
   add("")
   add("Streaming: `submit` alone (lines written to disk one at a time, uploaded from disk):")
   add("")
-  add("| requests | JSONL | the request list in Lua | peak RSS after submit |")
+  add("| requests | JSONL | RSS once the request list is built | peak RSS after submit |")
   add("|---:|---:|---:|---:|")
   for _, r in ipairs{ small_submit, big } do
     add(("| %d | %.1f MB | %s | %s |"):format(r.n, r.jsonl_bytes / 1e6, mib(r.rss_requests_kib),

@@ -56,11 +56,19 @@ do
   end
 end
 
+-- In slices: luasocket's sleep resumes after a signal, so Ctrl-C (the
+-- interpreter's hook, which runs between Lua instructions) would otherwise
+-- wait for the whole poll interval.
 local function default_sleep(s)
   if s <= 0 then return end
   local ok, socket = pcall(require, "socket")
   if ok and type(socket) == "table" and type(socket.sleep) == "function" then
-    return socket.sleep(s)
+    local t_end = gettime() + s
+    while true do
+      local left = t_end - gettime()
+      if left <= 0 then return end
+      socket.sleep(left < 0.25 and left or 0.25)
+    end
   end
   os.execute(("sleep %.3f"):format(s))
 end
