@@ -88,7 +88,7 @@ if arg[2] == "--child" then
       out.failures = failures
       out.ok = #results - failures
       -- in input order?
-      for i = 1, n, math.max(1, n // 100) do
+      for i = 1, n, math.max(1, math.floor(n / 100)) do
         assert(results[i].text and results[i].text:find("Caption image " .. i .. " in", 1, true),
           "result " .. i .. " out of place")
       end
