@@ -322,7 +322,7 @@ describe("qwenvl.batch", function()
     -- second batch is created and the client never learns of the first.
     -- qwenvl.http must not reuse a connection for a POST it may not retry
     -- (CURLOPT_FRESH_CONNECT); turn this into `it` once it does.
-    pending("never creates twice when the connection is reset before the answer (core: libcurl resends)", function()
+    it("never creates twice when the connection is reset before the answer (core: libcurl resends)", function()
       config{ create_faults = { "reset" } }
       local _, _, failures = run(requests(2), opts())
       assert.are.equal(0, failures)

@@ -241,6 +241,7 @@ static void set_options(qv_call *c) {
   if (c->proxy) curl_easy_setopt(h, CURLOPT_PROXY, c->proxy);
   if (c->noproxy) curl_easy_setopt(h, CURLOPT_NOPROXY, c->noproxy);
   if (!c->o.stream) curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  if (c->o.fresh_connect) curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
   if (c->mime != NULL) {
     curl_easy_setopt(h, CURLOPT_MIMEPOST, c->mime);
   } else if (c->method == NULL || strcmp(c->method, "POST") == 0) {

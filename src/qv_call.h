@@ -47,6 +47,10 @@ typedef struct qv_call_opts {
   const struct qv_form_part *form;  /* multipart/form-data body, or NULL */
   int nform;
   const char *download;     /* write a 2xx body to this file, not memory */
+  int fresh_connect;        /* a new connection: libcurl re-sends a request
+                            ** by itself when a reused one turns out dead,
+                            ** which must not happen to a POST that creates
+                            ** something (a batch) */
 } qv_call_opts;
 
 /* One part of a multipart/form-data body: a value, or a file streamed

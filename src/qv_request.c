@@ -873,6 +873,8 @@ static int plan_http(ctx *x) {
   if (strcmp(method, "POST") == 0) {
     if (field(x, "max_retries") == LUA_TNIL) p->call.max_retries = 0;
     lua_pop(L, 1);
+    /* a POST that may not be retried is not re-sent by libcurl either */
+    if (p->call.max_retries == 0) p->call.fresh_connect = 1;
   }
   /* a literal: `method` lives only as long as the snapshot */
   if (strcmp(method, "GET") == 0) p->call.method = "GET";

@@ -4,7 +4,7 @@
 --   local lines = require("qwenvl.batch.lines")
 --   local line, info = lines.build(q, req, custom_id, opts)   -- or nil, err
 --
--- Builds on qwenvl.prepare (validation, image reading and resizing) and
+-- Builds on qwenvl.encode (validation, image reading, resizing, the body) and
 -- lua-cjson. What DashScope accepts and then never finishes (local paths,
 -- file://, intranet URLs: notes/batch-api.md section 5) is refused here,
 -- before anything is uploaded.
@@ -20,58 +20,10 @@ M.CHAT_URL = "/v1/chat/completions"
 M.TEST_URL = "/v1/chat/ds-test"
 M.TEST_MODEL = "batch-test-model"
 
-local byte, char, floor, concat = string.byte, string.char, math.floor, table.concat
+local floor = math.floor
 
 local function fail(q, message, field)
   return nil, q.error("invalid_request", message, { field = field or "image" })
-end
-
----------------------------------------------------------------------------
--- base64 (only for the stopgap below)
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local PAIR = {}
-for i = 0, 4095 do
-  local a, b = floor(i / 64), i % 64
-  PAIR[i] = B64:sub(a + 1, a + 1) .. B64:sub(b + 1, b + 1)
-end
-
-function M.base64(s)
-  local out, buf, nb = {}, {}, 0
-  local n = #s
-  local full = n - n % 3
-  local i = 1
-  -- twelve bytes (sixteen characters) per step: fewer calls, no new strings
-  while i + 11 <= full do
-    local a1, b1, c1, a2, b2, c2, a3, b3, c3, a4, b4, c4 = byte(s, i, i + 11)
-    local v1 = a1 * 65536 + b1 * 256 + c1
-    local v2 = a2 * 65536 + b2 * 256 + c2
-    local v3 = a3 * 65536 + b3 * 256 + c3
-    local v4 = a4 * 65536 + b4 * 256 + c4
-    buf[nb + 1], buf[nb + 2] = PAIR[floor(v1 / 4096)], PAIR[v1 % 4096]
-    buf[nb + 3], buf[nb + 4] = PAIR[floor(v2 / 4096)], PAIR[v2 % 4096]
-    buf[nb + 5], buf[nb + 6] = PAIR[floor(v3 / 4096)], PAIR[v3 % 4096]
-    buf[nb + 7], buf[nb + 8] = PAIR[floor(v4 / 4096)], PAIR[v4 % 4096]
-    nb = nb + 8
-    if nb >= 4096 then out[#out + 1] = concat(buf, "", 1, nb); nb = 0 end
-    i = i + 12
-  end
-  while i <= full do
-    local a, b, c = byte(s, i, i + 2)
-    local v = a * 65536 + b * 256 + c
-    buf[nb + 1], buf[nb + 2] = PAIR[floor(v / 4096)], PAIR[v % 4096]
-    nb = nb + 2
-    i = i + 3
-  end
-  out[#out + 1] = concat(buf, "", 1, nb)
-  local rest = n - full
-  if rest > 0 then
-    local a, b = byte(s, full + 1, n)
-    local v = a * 65536 + (b or 0) * 256
-    local four = PAIR[floor(v / 4096)] .. PAIR[v % 4096]
-    out[#out + 1] = rest == 1 and four:sub(1, 2) .. "==" or four:sub(1, 3) .. "="
-  end
-  return concat(out)
 end
 
 ---------------------------------------------------------------------------
@@ -210,85 +162,16 @@ end
 ---------------------------------------------------------------------------
 -- the body
 
-local PLACEHOLDER = "qwenvl-batch-inline-image-"
-local PLACEHOLDER_RX = "qwenvl%-batch%-inline%-image%-(%d+)@"
-
-local function read_all(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
+--- The exact JSON body a batch line carries for `req` (never streamed;
+-- images inlined as the live call would send them, resized ones
+-- included): body_json, info (qwenvl.encode's: model, images, request =
+-- the body with notes for the images) or nil, err.
+function M.encode_body(q, req)
+  local body, info = q.encode(req, { batch = true })
+  if not body then return nil, info end
+  info.body = info.request
+  return body, info
 end
-
--- The data URL that prepare's note "<prefix><omitted n chars>" stands for.
-local function inline_data(q, k, info, src, prefix, n)
-  if type(info) ~= "table" then
-    return fail(q, ("image %d: no image information from prepare"):format(k))
-  end
-  if info.resized then
-    return fail(q, ("image %d (%s) needs downscaling, and the downscaled bytes cannot be "
-      .. "inlined in a batch line yet (this build's qwenvl.prepare does not return them); "
-      .. "pass resize = false or a smaller image, or send it live"):format(
-      k, tostring(info.path or "data URL")))
-  end
-  local payload
-  if info.source == "data_url" and type(src) == "string" then
-    payload = src:match(";base64,(.*)$")
-  elseif info.source == "file" then
-    local bytes, err = read_all(info.path or src)
-    if not bytes then
-      return fail(q, ("image %d: cannot read %s: %s"):format(k, tostring(info.path), tostring(err)))
-    end
-    payload = M.base64(bytes)
-  end
-  if not payload or #payload ~= n then
-    return fail(q, ("image %d changed while the batch line was built"):format(k))
-  end
-  return prefix .. payload
-end
-
--- STOPGAP until the core hands over the exact body it would send (the lead
--- is asked for `body_json, info = qwenvl.encode(req, {stream = false})`):
--- prepare's body has its inline images replaced by notes, so they are put
--- back here from the file (or data URL) bytes. Images prepare downscaled
--- cannot be put back: such a request fails with a clear error.
-local function encode_body_stopgap(q, req)
-  local p, err = q.prepare(req)
-  if not p then return nil, err end
-  local body = p.body
-  local srcs = image_list(req)
-  local subs, notes, k = {}, {}, 0
-  for _, m in ipairs(type(body.messages) == "table" and body.messages or {}) do
-    if type(m.content) == "table" then
-      for _, part in ipairs(m.content) do
-        if type(part) == "table" and part.type == "image_url" and type(part.image_url) == "table" then
-          k = k + 1
-          local url = part.image_url.url
-          local prefix, n = tostring(url):match("^(data:[^;,]+;base64,)<omitted (%d+) chars>$")
-          if prefix then
-            local data, derr = inline_data(q, k, p.images and p.images[k], srcs[k], prefix, tonumber(n))
-            if not data then return nil, derr end
-            subs[tostring(k)] = data
-            notes[#notes + 1] = { part.image_url, url }
-            part.image_url.url = PLACEHOLDER .. k .. "@"
-          end
-        end
-      end
-    end
-  end
-  -- batch lines never stream (the live path streams thinking under the hood)
-  body.stream, body.stream_options = nil, nil
-  local json = cjson.encode(body)
-  json = json:gsub(PLACEHOLDER_RX, function(i) return subs[i] end)
-  for _, n in ipairs(notes) do n[1].url = n[2] end -- info.body keeps the notes (safe to log)
-  return json, p
-end
-
---- The exact JSON body a batch line carries for `req` (never streamed):
--- body_json, info (qwenvl.prepare's table: model, images, body with notes)
--- or nil, err. The one place to switch to the core's encoder.
-M.encode_body = encode_body_stopgap
 
 ---------------------------------------------------------------------------
 -- the line
