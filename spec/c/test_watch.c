@@ -201,6 +201,39 @@ static void test_fd_reuse(void) {
   qv_watch_free(w);
 }
 
+/* A descriptor closed while still watched (a host or library bug; curl
+** always removes first) must not turn every wait into a busy loop: epoll
+** forgets it by itself, poll() reports it once and forgets it. */
+static void test_closed_while_watched(void) {
+  qv_watch *w = make();
+  qv_watch_event ev[4];
+  int a[2], b[2], n, i;
+  double t0;
+  char c = 'q';
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+  CHECK(qv_watch_set(w, a[0], QV_WATCH_IN) == 0);
+  CHECK(qv_watch_set(w, b[0], QV_WATCH_IN) == 0);
+  close(a[0]);
+  /* at most one report of it, as an error */
+  for (i = 0; i < 2; i++) {
+    int k;
+    n = qv_watch_wait(w, ev, 4, 0);
+    CHECK(n >= 0);
+    for (k = 0; k < n; k++) CHECK(ev[k].fd == a[0] && ev[k].events == QV_WATCH_ERR && i == 0);
+  }
+  t0 = now_s();
+  CHECK(qv_watch_wait(w, ev, 4, 50) == 0);
+  CHECK(now_s() - t0 >= 0.045);
+  /* the other socket is still watched */
+  CHECK(write(b[1], &c, 1) == 1);
+  CHECK(events_for(w, b[0], 1000) == QV_WATCH_IN);
+  close(a[1]);
+  close(b[0]);
+  close(b[1]);
+  qv_watch_free(w);
+}
+
 static void on_alarm(int sig) { (void)sig; }
 
 /* A signal during a wait ends it with -1/EINTR, so the binding can run
@@ -231,6 +264,7 @@ int main(void) {
   test_timeout();
   test_many_ready();
   test_fd_reuse();
+  test_closed_while_watched();
   test_eintr();
   printf("qv_watch %s: %d passed, %d failed\n", WANT_BACKEND, passed, failed);
   return failed != 0;
