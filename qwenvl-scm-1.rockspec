@@ -15,8 +15,9 @@ description = {
   summary = "Ask Qwen-VL vision models on Alibaba DashScope about images",
   detailed = [[
 A C Lua module on libcurl: blocking calls, non-blocking handles driven by
-any event loop (epoll fd + timeout), streaming, retries, batch calls, and
-Lua workflow helpers (structured extraction, evidence, CLI).
+any event loop (an epoll fd + timeout, or a timer where there is no epoll),
+streaming, retries, batch calls, and Lua workflow helpers (structured
+extraction, evidence, CLI) and hosts (OpenResty, Neovim).
 ]],
   license = "MIT",
   labels = { "llm", "vision", "http", "curl", "openresty", "neovim" },
@@ -44,20 +45,31 @@ build = {
   modules = {
     qwenvl = {
       sources = {
+        "src/qv_body.c",
         "src/qv_buf.c",
         "src/qv_call.c",
         "src/qv_compat.c",
         "src/qv_engine.c",
+        "src/qv_error.c",
         "src/qv_exif.c",
+        "src/qv_file.c",
         "src/qv_handle.c",
         "src/qv_image.c",
+        "src/qv_images.c",
         "src/qv_ini.c",
+        "src/qv_many.c",
+        "src/qv_rate.c",
         "src/qv_request.c",
         "src/qv_resize.c",   -- libvips dlopen()ed at run time: no headers needed
         "src/qv_result.c",
         "src/qv_retry.c",
+        "src/qv_scrub.c",
         "src/qv_sse.c",
+        "src/qv_state.c",
+        "src/qv_stream.c",
         "src/qv_target.c",
+        "src/qv_text.c",
+        "src/qv_watch.c",    -- epoll on Linux, poll() elsewhere (chosen in the file)
         "src/qwenvl.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L", "_DEFAULT_SOURCE" },
@@ -67,7 +79,12 @@ build = {
     },
     ["qwenvl.cli"] = "lua/qwenvl/cli.lua",
     ["qwenvl.evidence"] = "lua/qwenvl/evidence.lua",
+    ["qwenvl.health"] = "lua/qwenvl/health.lua",
     ["qwenvl.ngx"] = "lua/qwenvl/ngx.lua",
+    ["qwenvl.nvim"] = "lua/qwenvl/nvim.lua",
+    ["qwenvl.nvim.driver"] = "lua/qwenvl/nvim/driver.lua",
+    ["qwenvl.nvim.loader"] = "lua/qwenvl/nvim/loader.lua",
+    ["qwenvl.nvim.view"] = "lua/qwenvl/nvim/view.lua",
     ["qwenvl.schema"] = "lua/qwenvl/schema.lua",
     ["qwenvl.workflow"] = "lua/qwenvl/workflow.lua",
   },

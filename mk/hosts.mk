@@ -1,10 +1,15 @@
 # mk/hosts.mk: host integration tests (issue 5; also HTTP/2 through nginx), included by the Makefile.
 #
-#   make test-hosts     build lua5.1/lua5.3/luajit/lua5.4 modules, then run
+#   make test-hosts     build lua5.1/lua5.3/luajit/lua5.4 modules and the
+#                       poll() builds (build/lua5.4-poll, build/luajit-poll), then run
 #                       spec/hosts/*_test.lua on Lua 5.4: 5.1/5.3 smoke,
 #                       luarocks make into temp trees (5.4, 5.1), nginx with
-#                       lua-nginx-module (50 x 300 ms concurrent), headless
-#                       Neovim (vim.loop), batch captioning tool.
+#                       lua-nginx-module on both engines (50 x 300 ms
+#                       concurrent, statuses, streams; the example as a
+#                       user who is not root), headless Neovim (vim.loop;
+#                       the timer loop on the poll() build), HTTP/2 on both
+#                       engines, batch captioning tool.
+#   make test-hosts HOSTS_SPECS=spec/hosts/nginx_test.lua   one host alone
 #   make deps-hosts     install what those need (as root), like `make deps`
 #
 # The files are named *_test.lua so `busted spec` (pattern _spec) skips them.
@@ -31,6 +36,8 @@ hosts-build:
 	$(MAKE) --no-print-directory LUA=lua5.3 all
 	$(MAKE) --no-print-directory LUA=luajit all
 	$(MAKE) --no-print-directory LUA=lua5.4 all
+	$(MAKE) --no-print-directory LUA=lua5.4 POLLER=poll all
+	$(MAKE) --no-print-directory LUA=luajit POLLER=poll all
 
 test-hosts: hosts-build
 	$(HOSTS_BUSTED) -o utfTerminal $(HOSTS_SPECS)

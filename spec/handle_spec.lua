@@ -345,8 +345,25 @@ describe("qwenvl handles", function()
   end)
 
   describe("event-loop integration", function()
-    it("fd() is a stable non-negative integer", function()
+    -- The engine this suite runs on: the poll() build (make POLLER=poll,
+    -- busted --run=poll) lives in build/<abi>-poll; the others use epoll
+    -- on Linux and poll() where there is no epoll.
+    local loaded = package.searchpath and package.searchpath("qwenvl", package.cpath) or ""
+    local linux = fx.sh("uname -s"):match("^Linux") ~= nil
+    local want_engine = (loaded:find("%-poll/qwenvl%.so$") or not linux) and "poll" or "epoll"
+    local poll_engine = want_engine == "poll"
+
+    it("info().engine names the backend this build was made with", function()
+      assert.are.equal(want_engine, qwenvl.info().engine)
+    end)
+
+    it("fd() is a stable non-negative integer (epoll), nil with poll()", function()
       local fd = qwenvl.fd()
+      if poll_engine then
+        assert.is_nil(fd)
+        assert.is_nil(qwenvl.fd())
+        return
+      end
       assert.are.equal("number", type(fd))
       assert.are.equal(fd, math.floor(fd))
       assert.is_true(fd >= 0)
@@ -369,7 +386,9 @@ describe("qwenvl handles", function()
       assert.is_nil(qwenvl.timeout_ms())
     end)
 
-    it("a loop sleeping on fd()/timeout_ms() wakes for the answer without busy-looping", function()
+    -- no fd with poll(): the case after this one is that engine's loop
+    local it_fd = poll_engine and pending or it
+    it_fd("a loop sleeping on fd()/timeout_ms() wakes for the answer without busy-looping", function()
       -- luasocket's select accepts any object with getfd(): watch the epoll fd
       local watched = { getfd = function() return qwenvl.fd() end, dirty = function() return false end }
       local h = assert(qwenvl.start(req { prompt = "loop", model = standin.scenario_model("loop", "delay=300") }))
@@ -386,6 +405,35 @@ describe("qwenvl handles", function()
       assert.is_nil(err)
       assert.matches('"prompt":"loop"', r.text, 1, true)
       assert.is_true(n < 30, n .. " wake-ups for one 300 ms request")
+      h:close()
+    end)
+
+    it("a loop without fd() steps at min(timeout_ms(), tick) while busy, and sleeps each turn", function()
+      -- The host loop docs/hosts.md gives for the poll() engine (and any
+      -- host that will not watch the fd): step() says how many requests
+      -- are in flight; while any is, sleep the tick or timeout_ms(),
+      -- whichever is shorter. timeout_ms() alone is not enough there: it
+      -- is curl's next timer, seconds away while a socket waits for bytes.
+      local TICK = 0.02
+      local h = assert(qwenvl.start(req { prompt = "tick", model = standin.scenario_model("tick", "delay=300") }))
+      local n, busy, r, err = 0, 1, nil, nil
+      local t0 = now()
+      while busy > 0 do
+        busy = qwenvl.step()
+        r, err = h:poll()
+        n = n + 1
+        if r ~= "pending" then break end
+        local ms = qwenvl.timeout_ms()
+        socket.sleep(ms and math.min(ms / 1000, TICK) or TICK)
+        assert.is_true(now() - t0 < 10, "no answer within 10 s")
+      end
+      local elapsed = now() - t0
+      assert.is_nil(err)
+      assert.matches('"prompt":"tick"', r.text, 1, true)
+      assert.is_true(elapsed >= 0.3)
+      -- every turn slept: at most one wake-up per tick (plus curl's short
+      -- connect timers), however slow the machine
+      assert.is_true(n <= elapsed / TICK + 5, ("%d wake-ups in %.3f s"):format(n, elapsed))
       h:close()
     end)
 

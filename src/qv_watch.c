@@ -144,10 +144,18 @@ int qv_watch_wait(qv_watch *w, qv_watch_event *out, int max, long ms) {
     if (p->revents & POLLIN) out[got].events |= QV_WATCH_IN;
     if (p->revents & POLLOUT) out[got].events |= QV_WATCH_OUT;
     if (p->revents & (POLLERR | POLLHUP | POLLNVAL)) out[got].events |= QV_WATCH_ERR;
+    /* closed without being removed: report it once, then forget it, as
+    ** epoll does; kept, it would end every wait at once (a busy loop) */
+    if (p->revents & POLLNVAL) p->fd = -1;
     p->revents = 0;
     got++;
   }
   if (w->n > 0) w->next = (w->next + k) % w->n;
+  for (i = 0; i < w->n;) {
+    if (w->fds[i].fd < 0) w->fds[i] = w->fds[--w->n];
+    else i++;
+  }
+  if (w->next >= w->n) w->next = 0;
   return got;
 }
 

@@ -1,13 +1,16 @@
 -- qwenvl.ngx: run qwenvl requests inside OpenResty / lua-nginx-module
--- request handlers without blocking the nginx worker.
+-- request handlers without blocking the nginx worker on the network.
 --
 --   local qv = require("qwenvl.ngx")
 --   local res, err = qv.chat({ prompt = "Describe", image = url })
 --   local res, err = qv.chat(req, { stream_to_client = true })  -- ngx.print deltas
+--   if not res then return qv.send_error(err) end   -- real status, or an [error] line
 --
 -- How it works. qwenvl.start() begins a transfer on the module's engine
--- (curl multi + epoll) without waiting. nginx gives Lua no way to wait on
--- an arbitrary fd, so the engine is stepped from a timer:
+-- (curl multi + epoll, or poll() where there is no epoll: `make
+-- POLLER=poll`) without waiting. nginx gives Lua no way to wait on an
+-- arbitrary fd, so the engine is stepped from a timer; qwenvl.fd() is
+-- never used, so both engines work the same here:
 --
 --   * driver = "shared" (default): ONE driver per worker, a light thread
 --     started with ngx.timer.at(0, ...) while requests are in flight. Each
@@ -22,20 +25,30 @@
 -- Tick interval (both drivers): after a tick with progress the next sleep
 -- is min_sleep_ms; each idle tick doubles it up to max_sleep_ms; it is never
 -- longer than qwenvl.timeout_ms() (curl timers, retry back-off, idle limits).
+-- The cap matters: while a socket waits for bytes, timeout_ms() is curl's
+-- next timer, which can be seconds away.
 --
 -- Cost: with the defaults (1 ms .. 20 ms) a worker with requests in flight
 -- wakes between 50 and 1000 times per second IN TOTAL (not per request):
 -- ~50/s while every request waits on the model, more only while bytes
--- arrive. Each wake-up is one epoll_wait(0) per handle poll plus Lua
--- bookkeeping (microseconds). An idle worker wakes 0 times. Each request
--- coroutine wakes once per delivered stream chunk and once at the end.
--- Added latency per event is at most max_sleep_ms.
+-- arrive. Each wake-up is one epoll_wait(0) or poll(0) per handle poll
+-- plus Lua bookkeeping (microseconds). An idle worker wakes 0 times. Each
+-- request coroutine wakes once per delivered stream chunk and once at the
+-- end. Added latency per event is at most max_sleep_ms.
 --
--- Do NOT require("qwenvl") in init_by_lua*: the engine's epoll fd would be
--- created in the master and shared by all forked workers. This module loads
--- qwenvl lazily, on first use inside a worker (and refuses the init phase).
--- Building the request (reading a local image file, base64) is synchronous;
--- prefer http(s) image URLs for large images under load.
+-- What does block the worker: building the request in qwenvl.start(), in
+-- the calling request's coroutine. A local image file is read, sniffed and
+-- base64-encoded (a few ms per MB), and one over the pixel budget is
+-- resized with libvips: ~0.5 s for a 24 MP JPEG, 1-2 s at the 100 MP decode
+-- cap, up to ~2-3 s for a 50 MP GIF / progressive JPEG / interlaced PNG.
+-- Every other request of that worker waits meanwhile. http(s) image URLs
+-- (fetched by the service) cost nothing; docs/hosts.md says what else to
+-- do under load.
+--
+-- Do NOT require("qwenvl") in init_by_lua*: the engine (its curl multi, and
+-- with epoll its descriptor) would be created in the master and inherited
+-- by every forked worker. This module loads qwenvl lazily, on first use
+-- inside a worker (and refuses the init phase).
 
 local M = {}
 
@@ -56,7 +69,7 @@ local driver_running = false
 local function engine()
   if not qwenvl then
     if ngx.get_phase() == "init" then
-      error("qwenvl.ngx: do not load qwenvl in init_by_lua (its epoll fd would be"
+      error("qwenvl.ngx: do not load qwenvl in init_by_lua (its engine would be"
         .. " shared by every forked worker); use it in a request or timer", 2)
     end
     qwenvl = require("qwenvl")
@@ -155,7 +168,8 @@ local function ensure_driver()
   return true
 end
 
--- Deliver queued chunks; returns nil, err if the client went away.
+-- Deliver queued chunks. Returns true, or nil and the error that ends
+-- the request: on_delta raised ("callback"), or the client went away.
 local function deliver(e, opts)
   if #e.chunks == 0 then return true end
   local chunks = e.chunks
@@ -163,21 +177,38 @@ local function deliver(e, opts)
   for _, c in ipairs(chunks) do
     if opts.on_delta then
       local ok, cerr = pcall(opts.on_delta, c[1], c[2])
-      if not ok then return nil, "on_delta: " .. tostring(cerr) end
+      if not ok then return nil, qwenvl.error("callback", "on_delta: " .. tostring(cerr)) end
     end
     if opts.stream_to_client then
       if not ngx.headers_sent and not ngx.header["Content-Type"] then
         ngx.header["Content-Type"] = "text/plain; charset=utf-8"
       end
       local ok, perr = ngx.print(c[1])
-      if not ok then return nil, perr end
+      if not ok then return nil, qwenvl.error("canceled", "the client went away (" .. tostring(perr) .. ")") end
     end
   end
   if opts.stream_to_client then
     local ok, ferr = ngx.flush(true)
-    if not ok then return nil, ferr end
+    if not ok then return nil, qwenvl.error("canceled", "the client went away (" .. tostring(ferr) .. ")") end
   end
   return true
+end
+
+-- After a tick: hand what arrived to the caller. A failure to deliver
+-- stops the transfer and becomes the request's outcome, whatever the
+-- service answers after it (e.stopped).
+local function hand_over(e, opts)
+  if e.stopped then return end
+  local ok, why = deliver(e, opts)
+  if not ok then
+    e.stopped = why
+    e.h:cancel()
+  end
+end
+
+local function outcome(e)
+  if e.stopped then return nil, e.stopped end
+  return e.res, e.err
 end
 
 local function copy(t)
@@ -186,11 +217,15 @@ local function copy(t)
   return c
 end
 
+local function entry(h, opts)
+  return { h = h, chunks = {}, stream = opts.stream_to_client or opts.on_delta ~= nil,
+           reasoning = opts.include_reasoning }
+end
+
 local function run_shared(h, opts)
   semaphore = semaphore or require("ngx.semaphore")
-  local e = { h = h, sem = semaphore.new(0), chunks = {},
-              stream = opts.stream_to_client or opts.on_delta ~= nil,
-              reasoning = opts.include_reasoning }
+  local e = entry(h, opts)
+  e.sem = semaphore.new(0)
   waiting[e] = true
   n_waiting = n_waiting + 1
   if n_waiting > stats.max_in_flight then stats.max_in_flight = n_waiting end
@@ -198,47 +233,46 @@ local function run_shared(h, opts)
   if not ok then
     waiting[e] = nil
     n_waiting = n_waiting - 1
-    return nil, terr
+    return nil, qwenvl.error("canceled", "qwenvl.ngx: cannot start the driver timer: " .. tostring(terr))
   end
-  local abandoned = false
   while true do
     e.sem:wait(M.config.wait_slice_s)
     stats.wakeups = stats.wakeups + 1
-    if not abandoned then
-      local dok = deliver(e, opts)
-      if not dok then abandoned = true; h:cancel() end
-    end
+    hand_over(e, opts)
     if e.done then break end
   end
-  return e.res, e.err
+  return outcome(e)
 end
 
 local function run_sleep(h, opts)
-  local e = { h = h, chunks = {}, stream = opts.stream_to_client or opts.on_delta ~= nil,
-              reasoning = opts.include_reasoning }
+  local e = entry(h, opts)
   local cur = M.config.min_sleep_ms
-  local abandoned = false
   while true do
     local progressed = service(e)
-    if not abandoned and not deliver(e, opts) then abandoned = true; h:cancel() end
+    hand_over(e, opts)
     if e.done then break end
     local ms
     cur, ms = next_sleep(cur, progressed)
     stats.wakeups = stats.wakeups + 1
     ngx.sleep(ms / 1000)
   end
-  return e.res, e.err
+  return outcome(e)
 end
 
 --- Run one chat request from a request handler (content_by_lua*,
---- access_by_lua*, rewrite_by_lua*, ngx.timer, ngx.thread); yields, never
---- blocks the worker. Returns result or nil, err like qwenvl.chat.
+--- access_by_lua*, rewrite_by_lua*, ngx.timer, ngx.thread); yields while
+--- the request is in flight. Returns result or nil, err like qwenvl.chat.
 --- opts:
 ---   stream_to_client  print content deltas with ngx.print + ngx.flush(true)
----                     as they arrive (sets req.stream = true)
----   on_delta(text, kind)  called in the request's coroutine per chunk
+---                     as they arrive (sets req.stream = true); the response
+---                     headers (status 200) go out with the first delta, so
+---                     a failure before it can still get its own status:
+---                     see send_error
+---   on_delta(text, kind)  called in the request's coroutine per chunk; an
+---                     error in it stops the request: err.code "callback"
 ---   include_reasoning pass reasoning text to on_delta / the client too
 ---   driver            "shared" (default) or "sleep"
+--- err.code "canceled" with "the client went away" when ngx.print failed.
 function M.chat(req, opts)
   opts = opts or {}
   local q = engine()
@@ -259,6 +293,56 @@ function M.chat(req, opts)
   h:close()
   if not ok then error(res, 0) end
   return res, rerr
+end
+
+-- The HTTP status a client of this server gets for an error. The service's
+-- refusals keep their meaning (a bad request, a key refused, rate limits);
+-- what failed between us and the service is a bad gateway.
+local STATUS = {
+  invalid_request = 400,    -- refused before sending, or the service's 400
+  content_filter = 400,     -- the input (or the answer) was refused
+  auth = 401,               -- 403 (access denied) stays 403
+  rate_limited = 429,
+  timeout = 504,
+  callback = 500,           -- on_delta raised: this server's own error
+  canceled = 499,           -- nginx's "client closed request"
+}
+
+--- HTTP status for an error from chat: 400, 401/403, 429, 500, 504,
+--- 499, else 502 (server, network, bad_response, not_found).
+function M.http_status(err)
+  local code = type(err) == "table" and err.code or nil
+  if code == "auth" and err.status == 403 then return 403 end
+  return STATUS[code] or 502
+end
+
+local function error_json(err)
+  local cjson = require("cjson.safe")
+  local e = type(err) == "table" and err or { code = "error", message = tostring(err) }
+  return cjson.encode({ error = { code = e.code, message = e.message, request_id = e.request_id } })
+end
+
+--- Answer a failed chat to the client. Before the response headers went
+--- out: the status from http_status (with Retry-After for a 429 that
+--- carries one) and a JSON body {"error": {code, message, request_id}}.
+--- After (a stream that failed midway): the headers are gone, so a last
+--- line "\n[error] <code>: <message>\n" ends the body. Returns what
+--- ngx.exit returns, for `return qv.send_error(err)`.
+function M.send_error(err)
+  local e = type(err) == "table" and err or { code = "error", message = tostring(err) }
+  if ngx.headers_sent then
+    ngx.print("\n[error] ", tostring(e.code), ": ", tostring(e.message), "\n")
+    ngx.flush(true)
+    return ngx.exit(ngx.OK)
+  end
+  local status = M.http_status(e)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  if status == 429 and tonumber(e.retry_after) then
+    ngx.header["Retry-After"] = tostring(math.ceil(tonumber(e.retry_after)))
+  end
+  ngx.say(error_json(e))
+  return ngx.exit(status)
 end
 
 return M

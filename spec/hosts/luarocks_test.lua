@@ -67,6 +67,23 @@ assert(res, tostring(err))
 print("OK " .. _VERSION .. " " .. res.text:sub(1, 8))
 ]]
 
+  it("the rockspec lists every C source and every Lua module of the checkout", function()
+    -- a source left out builds a module that fails at require (undefined
+    -- symbol), a Lua file left out fails at the first require of it
+    local spec = fx.read("qwenvl-scm-1.rockspec")
+    local listed = {}
+    for src in spec:gmatch('"(src/[%w_]+%.c)"') do listed[src] = true end
+    for src in fx.sh("ls src/*.c"):gmatch("src/[%w_]+%.c") do
+      assert.is_true(listed[src] == true, src .. " is not in qwenvl-scm-1.rockspec's sources")
+      listed[src] = nil
+    end
+    assert.are.same({}, listed)            -- and nothing that is gone
+    for file in fx.sh("find lua/qwenvl -name '*.lua' | sort"):gmatch("[^\n]+") do
+      local name = file:match("^lua/(.*)%.lua$"):gsub("/", ".")
+      assert.matches(('["%s"] = "%s"'):format(name, file), spec, 1, true)
+    end
+  end)
+
   for _, v in ipairs(VERSIONS) do
     local interp = "lua" .. v
 
@@ -75,9 +92,9 @@ print("OK " .. _VERSION .. " " .. res.text:sub(1, 8))
         local b = built[v]
         assert.are.equal(0, b.rc, b.log)
         assert.is_true(u.exists(("%s/lib/lua/%s/qwenvl.so"):format(b.tree, v)), b.log)
-        local out = fx.sh("ls lua/qwenvl/*.lua")
+        local out = fx.sh("find lua/qwenvl -name '*.lua'")
         local n = 0
-        for file in out:gmatch("lua/qwenvl/([%w_]+)%.lua") do
+        for file in out:gmatch("lua/qwenvl/([%w_/]+)%.lua") do
           n = n + 1
           assert.is_true(u.exists(("%s/share/lua/%s/qwenvl/%s.lua"):format(b.tree, v, file)),
             "not installed: qwenvl/" .. file .. ".lua (add it to the rockspec)")

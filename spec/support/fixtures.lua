@@ -152,11 +152,19 @@ function M.connections_to(port)
   return n
 end
 
--- The interpreter and module folder of the running suite.
+-- The interpreter and module folder of the running suite. A suite run on
+-- the poll() engine (build/<abi>-poll, `busted --run=poll`) gives its
+-- subprocesses that build too; any other (the sanitizer builds need their
+-- runtime preloaded) gives them the plain build/<abi>.
 function M.interp()
-  if type(jit) == "table" then return "luajit", "./build/luajit/?.so" end
-  local v = _VERSION:match("%d+%.%d+")
-  return "lua" .. v, "./build/lua" .. v .. "/?.so"
+  local interp = type(jit) == "table" and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+  local abi = interp
+  local loaded = package.searchpath and package.searchpath("qwenvl", package.cpath)
+  local dir = loaded and loaded:match("^(.-)/?qwenvl%.so$")
+  if dir and dir:match("build/" .. abi:gsub("%p", "%%%0") .. "%-poll$") then
+    return interp, dir .. "/?.so"
+  end
+  return interp, "./build/" .. abi .. "/?.so"
 end
 
 return M
