@@ -28,6 +28,10 @@ FUZZ_EXTRA_ini ?= src/qv_ini.c src/qv_text.c src/qv_buf.c
 FUZZ_EXTRA_retry_after ?= src/qv_retry.c
 FUZZ_EXTRA_base64 ?= src/qv_image.c src/qv_buf.c
 
+# scrub: secrets found in every escaped form, and the text checks
+FUZZ_TARGETS += scrub
+FUZZ_EXTRA_scrub = src/qv_scrub.c src/qv_text.c src/qv_buf.c
+
 # response: field extraction and stream folding of the real binding code in
 # a Lua 5.4 state with Debian's lua-cjson; no network, no engine.
 FUZZ_EXTRA_response = src/qv_result.c src/qv_stream.c src/qv_state.c \

@@ -1,6 +1,7 @@
 /*
-** Fuzz qv_ini_find. Input "section\0key\0text"; without two NULs the
-** whole input is the text and the credentials' names are looked up.
+** Fuzz qv_ini_find and qv_dotenv_find. Input "section\0key\0text";
+** without two NULs the whole input is the text and the credentials' (and
+** .env's) names are looked up.
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,13 @@ static void look(const char *text, size_t n, const char *section,
         (out.data && out.data[out.len] != '\0'))
       abort();
   }
+  qv_buf_free(&out);
+  qv_buf_init(&out);
+  r = qv_dotenv_find(text, n, key, &out);
+  if (r != 0 && r != 1) abort();
+  /* escapes only shrink a value; it never spans lines unless escaped */
+  if (r == 1 && (out.oom || out.len > n || (out.data && out.data[out.len] != '\0')))
+    abort();
   qv_buf_free(&out);
 }
 

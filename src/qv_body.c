@@ -1,6 +1,5 @@
 /* qv_body: the chat request body (see qv_body.h). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "qv_body.h"
@@ -116,41 +115,32 @@ static void splice(qv_buf *out, const char *json, size_t n, const qv_images *im,
   qv_buf_add(out, json + run, n - run);
 }
 
-/* The body as results show it: placeholders become a note or the URL. */
-static void make_safe(lua_State *L, int t, const qv_images *im, const char *prefix,
-                      size_t plen, int depth) {
-  t = qv_absindex(L, t);
-  lua_pushnil(L);
-  while (lua_next(L, t) != 0) {
-    size_t n;
-    const char *s;
-    if (lua_istable(L, -1) && depth < 8) {
-      make_safe(L, -1, im, prefix, plen, depth + 1);
-    } else if (lua_type(L, -1) == LUA_TSTRING &&
-               (s = lua_tolstring(L, -1, &n)) != NULL && n > plen &&
-               memcmp(s, prefix, plen) == 0) {
-      int k = atoi(s + plen);
-      if (im != NULL && k >= 1 && k <= im->n) {
-        const qv_image_in *m = &im->item[k - 1];
-        lua_pushvalue(L, -2);
-        if (m->inline_data)
-          lua_pushfstring(L, "data:%s;base64,<omitted %d chars>",
-                          qv_image_mime(m->format), (int)(m->b64 ? m->b64_len
-                          : qv_base64_len(m->bytes.len)));
-        else
-          lua_pushlstring(L, m->url, m->url_len);
-        lua_rawset(L, t);
-      }
+/* The body as results show it: each placeholder (at its spot) becomes a
+** note for an inline image or the URL. */
+static void make_safe(lua_State *L, int spots, const qv_images *im) {
+  int k;
+  char note[96];
+  for (k = 1; im != NULL && k <= im->n; k++) {
+    const qv_image_in *m = &im->item[k - 1];
+    lua_rawgeti(L, spots, 2 * k - 1);
+    lua_rawgeti(L, spots, 2 * k);
+    if (m->inline_data) {
+      snprintf(note, sizeof note, "data:%s;base64,<omitted %lu chars>",
+               qv_image_mime(m->format), (unsigned long)(m->b64 ? m->b64_len
+               : qv_base64_len(m->bytes.len)));
+      lua_pushstring(L, note);
+    } else {
+      lua_pushlstring(L, m->url, m->url_len);
     }
+    lua_rawset(L, -3);
     lua_pop(L, 1);
   }
 }
 
 int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out) {
   int body, extra = in->extra ? qv_absindex(L, in->extra) : 0;
-  size_t n, bad, plen;
+  size_t n, bad;
   const char *json;
-  char prefix[64];
   push_body(L, in);
   body = lua_gettop(L);
   if (extra && merge_extra(L, body, extra) < 0) {
@@ -173,8 +163,6 @@ int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out) {
     lua_settop(L, body - 1);
     return qv_fail_field(L, "image", "out of memory");
   }
-  qv_messages_placeholder(prefix, sizeof prefix, in->nonce, 0);
-  plen = strlen(prefix) - 1;
-  make_safe(L, body, in->images, prefix, plen, 0);
+  make_safe(L, in->spots, in->images);
   return 0;
 }

@@ -19,6 +19,7 @@
 typedef struct qv_body_in {
   const char *model;
   int messages;                 /* stack index: the normalized messages */
+  int spots;                    /* stack index: where the placeholders sit */
   const void *nonce;            /* of the placeholders (qv_messages) */
   lua_Integer max_tokens;
   double temperature;

@@ -146,18 +146,30 @@ void qv_engine_unlink(qv_engine *e, qv_link *l) {
   e->ncalls--;
 }
 
-long qv_engine_timeout_ms(qv_engine *e) {
+/* Without a descriptor to watch (poll()), a host cannot learn that a
+** socket became ready: it must step soon while sockets are watched. */
+#define QV_POLL_TICK_MS 10
+
+/* Milliseconds to the next timer (-1: none); for a host loop (tick) also
+** the poll() tick while sockets are watched. */
+static long next_timer(qv_engine *e, int tick) {
   double now = qv_now(), best = e->curl_deadline, ms;
   qv_link *l;
   for (l = e->calls.next; l != &e->calls; l = l->next) {
     double d = qv_call_next_deadline((qv_call *)l);
     if (d >= 0 && (best < 0 || d < best)) best = d;
   }
+  if (tick && qv_watch_needs_tick(e->watch)) {
+    double t = now + QV_POLL_TICK_MS / 1000.0;
+    if (best < 0 || t < best) best = t;
+  }
   if (best < 0) return -1;
   ms = (best - now) * 1000.0;
   if (ms <= 0) return 0;
   return ms > 86400000.0 ? 86400000L : (long)ms + 1;  /* round up */
 }
+
+long qv_engine_timeout_ms(qv_engine *e) { return next_timer(e, 1); }
 
 static void read_done(qv_engine *e) {
   CURLMsg *m;
@@ -213,7 +225,7 @@ void qv_engine_step(qv_engine *e) {
 
 int qv_engine_wait(qv_engine *e, long ms) {
   qv_watch_event ev;
-  long t = qv_engine_timeout_ms(e);
+  long t = next_timer(e, 0);            /* our own wait sees the sockets */
   if (t >= 0 && (ms < 0 || t < ms)) ms = t;
   if (ms < 0) ms = 1000;          /* nothing scheduled: do not sleep forever */
   if (ms == 0) return 0;

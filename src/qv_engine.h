@@ -29,7 +29,9 @@ void qv_engine_release(qv_engine *e);    /* in a forked child: forgets only */
 int qv_engine_owned(const qv_engine *e); /* made by this process */
 
 int qv_engine_fd(const qv_engine *e);          /* -1: no single descriptor */
-long qv_engine_timeout_ms(qv_engine *e);       /* -1: nothing scheduled */
+/* When a host loop must step at the latest (-1: nothing scheduled); with
+** the poll() backend at most 10 ms while sockets are watched. */
+long qv_engine_timeout_ms(qv_engine *e);
 void qv_engine_step(qv_engine *e);             /* ready work, never blocks */
 /* Sleep until there is work or ms pass (< 0: until the next timer, at
 ** most a second). Returns -1 when a signal interrupted the sleep. */

@@ -64,6 +64,16 @@ static int add_source(build *b, const char *field, int slot) {
   return 0;
 }
 
+/* Remember where the last source's placeholder sits: t[key] or t[index]. */
+static void spot(build *b, int t, const char *key, int index) {
+  lua_State *L = b->L;
+  int n = b->nsources;
+  lua_pushvalue(L, t);
+  lua_rawseti(L, b->out->spots, 2 * n - 1);
+  if (key) lua_pushstring(L, key); else lua_pushinteger(L, index);
+  lua_rawseti(L, b->out->spots, 2 * n);
+}
+
 /* Pixel limits sent beside an image part. */
 static void pixel_limits(build *b) {
   lua_State *L = b->L;
@@ -88,6 +98,7 @@ static int image_part(build *b, const char *field, const char *detail) {
   lua_pushvalue(L, -3);
   lua_setfield(L, -2, "url");
   set_str(L, "detail", detail ? detail : b->in->detail);
+  spot(b, -1, "url", 0);
   lua_setfield(L, -2, "image_url");
   pixel_limits(b);
   lua_remove(L, -2);
@@ -133,6 +144,7 @@ static int video_part(build *b, int list, const char *field, double fps) {
       return qv_fail_field(L, f, "%s must be a string", f);
     if (add_source(b, f, v) < 0) return -1;
     lua_rawseti(L, -2, i);
+    spot(b, -1, NULL, i);
   }
   lua_setfield(L, -2, "video");
   if (fps > 0) {
@@ -434,11 +446,13 @@ int qv_messages_build(lua_State *L, const qv_messages_in *in, const void *nonce,
   out->slots = lua_gettop(L);
   lua_newtable(L);
   out->videos = lua_gettop(L);
+  lua_newtable(L);
+  out->spots = lua_gettop(L);
   r = in->messages ? from_messages(&b) : from_fields(&b);
   if (r < 0) {
     qv_error_settle(L, top);
     return -1;
   }
-  lua_settop(L, out->videos);
+  lua_settop(L, out->spots);
   return 0;
 }

@@ -40,11 +40,13 @@ typedef struct qv_messages_out {
   int fields;                   /* their field names, for errors */
   int slots;                    /* per source: 0 image, v > 0 frame of video v */
   int videos;                   /* list of {fps=} per video */
+  int spots;                    /* where source k's placeholder sits: the
+                                ** table at spots[2k-1], its key at [2k] */
 } qv_messages_out;
 
-/* Push messages, sources, fields, slots and videos (in that order) and
-** fill out with their indexes; 0, or -1 with nil, err pushed. nonce
-** makes the placeholders unique. */
+/* Push messages, sources, fields, slots, videos and spots (in that
+** order) and fill out with their indexes; 0, or -1 with nil, err pushed.
+** nonce makes the placeholders unique. */
 int qv_messages_build(lua_State *L, const qv_messages_in *in, const void *nonce,
                       qv_messages_out *out);
 

@@ -197,41 +197,61 @@ static int copy_str(ctx *x, const char *k, qv_buf *dst, const char **out) {
 
 /* ---- the snapshot -------------------------------------------------------- */
 
-/* Every key of the request must be a known field (raw keys only). */
-static int check_known(lua_State *L, int req, const char *const *names) {
+/* The fields into a plain table: the request's own keys (each must be a
+** known field: a typo is refused by name) copied raw, then, when it has
+** a metatable, the known fields it lacks read through __index, once.
+** Everything after reads the copy raw: one read per field, every string
+** anchored. Pushes the copy and returns 0, or -1 with nil, err pushed. */
+static int snapshot(lua_State *L, int req, const char *const *names) {
+  int i, snap;
+  lua_createtable(L, 0, 8);
+  snap = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, req) != 0) {
-    int i;
     const char *k;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
       return qv_fail_field(L, "request", "request keys must be strings");
     }
-    k = lua_tostring(L, -1);
+    k = lua_tostring(L, -2);
     for (i = 0; names[i] && strcmp(names[i], k) != 0; i++) {}
     if (names[i] == NULL) {
       char name[64];
       snprintf(name, sizeof name, "%s", k);
-      lua_pop(L, 1);
+      lua_pop(L, 2);
       return qv_fail_field(L, name, "unknown request field '%s' (DashScope "
                            "parameters go in `extra`)", name);
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, snap);
+  }
+  if (lua_getmetatable(L, req)) {
+    lua_pop(L, 1);
+    for (i = 0; names[i]; i++) {
+      lua_getfield(L, snap, names[i]);
+      if (!lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+      lua_pop(L, 1);
+      lua_getfield(L, req, names[i]);       /* through __index */
+      if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+      lua_setfield(L, snap, names[i]);
     }
   }
   return 0;
 }
 
-/* The fields as the caller's table gives them, through __index, into a
-** plain table: from here on everything is read raw from the copy. */
-static void snapshot(lua_State *L, int req, const char *const *names) {
+/* The named fields only (options tables may hold others): pushes the
+** copy; 0 always (kept to the rule). */
+static int snapshot_known(lua_State *L, int t, const char *const *names) {
   int i, snap;
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 4);
   snap = lua_gettop(L);
   for (i = 0; names[i]; i++) {
-    lua_getfield(L, req, names[i]);
+    lua_getfield(L, t, names[i]);
     if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
     lua_setfield(L, snap, names[i]);
   }
+  return 0;
 }
 
 /* ---- transport, endpoint, key ------------------------------------------ */
@@ -339,9 +359,9 @@ static int resolve_options(lua_State *L, int idx, qv_buf *key, qv_target *t,
   char msg[160];
   memset(&x, 0, sizeof x);
   x.L = L;
-  snapshot(L, qv_absindex(L, idx), names);
-  x.snap = lua_gettop(L);
   *proxy = NULL;
+  if (snapshot_known(L, qv_absindex(L, idx), names) < 0) return -1;
+  x.snap = lua_gettop(L);
   if (get_str(&x, "api_key", &k, &kn, 512, WORD) < 0 ||
       get_str(&x, "region", &region, &n, 16, WORD) < 0 ||
       get_str(&x, "base_url", &base, &n, QV_BASE_URL_MAX, WORD) < 0 ||
@@ -696,6 +716,7 @@ static int plan_chat(ctx *x) {
     p->call.stream = 0;
   }
   b.messages = mo.messages;
+  b.spots = mo.spots;
   b.nonce = (const void *)p;
   b.max_tokens = (lua_Integer)max_tokens;
   b.temperature = temperature;
@@ -735,12 +756,14 @@ int qv_request_image(lua_State *L, int src, int opts) {
   opts = qv_absindex(L, opts);
   memset(&x, 0, sizeof x);
   x.L = L;
-  if (check_known(L, opts, names) < 0) return -1;
   p = plan_new(L);                   /* owns the image bytes meanwhile */
   top = lua_gettop(L);
   x.p = p;
   p->call.timeout_s = 120;
-  snapshot(L, opts, names);
+  if (snapshot(L, opts, names) < 0) {
+    qv_error_settle(L, top - 1);
+    return -1;
+  }
   x.snap = lua_gettop(L);
   if (get_str(&x, "detail", &detail, &n, 8, WORD) < 0 || read_resize(&x, &io, detail) < 0) {
     qv_error_settle(L, top - 1);
@@ -939,7 +962,6 @@ static int plan(lua_State *L, int req, qv_kind kind, int flags) {
   memset(&x, 0, sizeof x);
   x.L = L;
   x.flags = flags;
-  if (check_known(L, req, names) < 0) return -1;
   x.p = plan_new(L);
   top = lua_gettop(L);
   x.p->kind = kind;
@@ -947,7 +969,10 @@ static int plan(lua_State *L, int req, qv_kind kind, int flags) {
   x.info = lua_gettop(L);
   lua_pushvalue(L, x.info);
   qv_setuservalue(L, top);
-  snapshot(L, req, names);
+  if (snapshot(L, req, names) < 0) {
+    qv_error_settle(L, top - 1);
+    return -1;
+  }
   x.snap = lua_gettop(L);
   if (read_transport(&x, kind == QV_KIND_CHAT) < 0 || resolve_target(&x) < 0 ||
       (kind == QV_KIND_CHAT && plan_chat(&x) < 0) ||

@@ -1,4 +1,5 @@
 /* qv_scrub: find and replace echoed secrets (see qv_scrub.h). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "qv_scrub.h"
@@ -6,11 +7,14 @@
 #define SECRET(sec, k) ((sec)->store + (sec)->off[k])
 
 void qv_secrets_init(qv_secrets *sec) {
-  sec->count = 0;
-  sec->used = 0;
+  memset(sec, 0, sizeof *sec);
 }
 
 void qv_secrets_wipe(qv_secrets *sec) {
+  if (sec->store != NULL) {
+    memset(sec->store, 0, sec->cap);
+    free(sec->store);
+  }
   memset(sec, 0, sizeof *sec);
 }
 
@@ -19,11 +23,27 @@ int qv_secrets_add(qv_secrets *sec, const char *s, size_t n) {
   if (s == NULL || n < QV_SCRUB_MIN) return 0;
   for (i = 0; i < sec->count; i++)
     if (sec->n[i] == n && memcmp(SECRET(sec, i), s, n) == 0) return 0;
-  if (sec->count >= QV_SCRUB_MAX || QV_SCRUB_STORE - sec->used < n) return -1;
+  if (sec->count >= QV_SCRUB_MAX) return -1;
+  if (sec->cap - sec->used < n) {
+    /* grown by copying, so the old storage can be wiped before it goes */
+    size_t cap = (sec->used + n) * 2;
+    char *p = malloc(cap);
+    if (p == NULL) return -1;
+    if (sec->store) {
+      memcpy(p, sec->store, sec->used);
+      memset(sec->store, 0, sec->cap);
+      free(sec->store);
+    }
+    sec->store = p;
+    sec->cap = cap;
+  }
   memcpy(sec->store + sec->used, s, n);
   sec->off[sec->count] = sec->used;
   sec->n[sec->count++] = n;
   sec->used += n;
+  /* an occurrence starts with the first byte itself, or an escape */
+  sec->first[(unsigned char)s[0]] = 1;
+  sec->first['\\'] = sec->first['%'] = 1;
   return 0;
 }
 
@@ -97,11 +117,40 @@ static size_t match_any(const qv_secrets *sec, const char *s, size_t i, size_t n
   return best;
 }
 
+/* 1 if s[0..n) has the secret k as itself. */
+static int literal(const qv_secrets *sec, int k, const char *s, size_t n) {
+  const char *p = s, *end = s + n, *w = SECRET(sec, k);
+  size_t wn = sec->n[k];
+  while ((size_t)(end - p) >= wn &&
+         (p = memchr(p, (unsigned char)w[0], (size_t)(end - p) - wn + 1)) != NULL) {
+    if (memcmp(p, w, wn) == 0) return 1;
+    p++;
+  }
+  return 0;
+}
+
+/* 1 if s[0..n) holds an escape a secret could hide in (\uXXXX, \/, %XX). */
+static int has_escapes(const char *s, size_t n) {
+  const char *p = s, *end = s + n;
+  if (memchr(s, '%', n) != NULL) return 1;
+  /* context-free, as match_char is: "\\u0073" counts too (over-redacting
+  ** is safe) */
+  while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL && p + 1 < end) {
+    if (p[1] == 'u' || p[1] == '/') return 1;
+    p++;
+  }
+  return 0;
+}
+
 int qv_scrub_found(const qv_secrets *sec, const char *s, size_t n) {
   size_t i;
+  int k;
   if (sec == NULL || sec->count == 0) return 0;
+  for (k = 0; k < sec->count; k++)
+    if (literal(sec, k, s, n)) return 1;
+  if (!has_escapes(s, n)) return 0;
   for (i = 0; i < n; i++)
-    if (match_any(sec, s, i, n) > 0) return 1;
+    if (sec->first[(unsigned char)s[i]] && match_any(sec, s, i, n) > 0) return 1;
   return 0;
 }
 
@@ -110,7 +159,7 @@ void qv_scrub(const qv_secrets *sec, const char *s, size_t n, qv_scrub_fn out,
   size_t i = 0, run = 0;
   if (sec != NULL && sec->count > 0) {
     while (i < n) {
-      size_t m = match_any(sec, s, i, n);
+      size_t m = sec->first[(unsigned char)s[i]] ? match_any(sec, s, i, n) : 0;
       if (m == 0) { i++; continue; }
       if (i > run) out(ud, s + run, i - run);
       out(ud, QV_SCRUB_MARK, sizeof QV_SCRUB_MARK - 1);

@@ -14,23 +14,23 @@
 
 #define QV_SCRUB_MAX 6          /* the key, credentials in two URLs */
 #define QV_SCRUB_MIN 4          /* shorter strings are not looked for */
-#define QV_SCRUB_STORE 12288    /* room for the longest key and URLs */
 #define QV_SCRUB_MARK "[redacted]"
 
-/* The secrets, copied into storage of their own (a plain value: copy it
-** with memcpy, wipe it with qv_secrets_wipe). */
+/* The secrets, copied into storage of their own (malloc'd: the owner
+** calls qv_secrets_wipe, which also frees it). */
 typedef struct qv_secrets {
   int count;
   size_t off[QV_SCRUB_MAX], n[QV_SCRUB_MAX];
-  size_t used;
-  char store[QV_SCRUB_STORE];
+  size_t used, cap;
+  char *store;
+  unsigned char first[256];     /* bytes an occurrence can start with */
 } qv_secrets;
 
 void qv_secrets_init(qv_secrets *sec);
-void qv_secrets_wipe(qv_secrets *sec);
+void qv_secrets_wipe(qv_secrets *sec);   /* zeroes and frees the storage */
 
 /* Add a secret (ignored when shorter than QV_SCRUB_MIN). Returns 0, or
-** -1 when there is no room left (the caller must not go on without it). */
+** -1 when out of memory or full (the caller must not go on without it). */
 int qv_secrets_add(qv_secrets *sec, const char *s, size_t n);
 
 /* Add the user-info part ("user:password", and the password alone) of

@@ -42,6 +42,7 @@ void qv_watch_abandon(qv_watch *w) {
 }
 
 int qv_watch_fd(const qv_watch *w) { return w->epfd; }
+int qv_watch_needs_tick(const qv_watch *w) { (void)w; return 0; }
 
 int qv_watch_set(qv_watch *w, int fd, int events) {
   struct epoll_event ev;
@@ -102,6 +103,7 @@ void qv_watch_free(qv_watch *w) {
 void qv_watch_abandon(qv_watch *w) { qv_watch_free(w); }
 
 int qv_watch_fd(const qv_watch *w) { (void)w; return -1; }
+int qv_watch_needs_tick(const qv_watch *w) { return w->n > 0; }
 
 int qv_watch_set(qv_watch *w, int fd, int events) {
   int i;

@@ -35,6 +35,11 @@ const char *qv_watch_backend(void);
 ** where the backend has none (poll). */
 int qv_watch_fd(const qv_watch *w);
 
+/* 1 when a host loop cannot learn from a descriptor that a socket became
+** ready (poll(): no single descriptor) and sockets are being watched: it
+** must then step on a short timer. */
+int qv_watch_needs_tick(const qv_watch *w);
+
 /* Watch fd for events (QV_WATCH_IN | QV_WATCH_OUT); 0 stops watching it.
 ** Returns 0, or -1 when out of memory or the kernel refused. */
 int qv_watch_set(qv_watch *w, int fd, int events);

@@ -174,6 +174,13 @@ static void scrub_value(lua_State *L, int v, const qv_secrets *sec, int depth) {
   }
 }
 
+#define QV_SECRETS_MT "qwenvl.secrets"
+
+static int secrets_gc(lua_State *L) {
+  qv_secrets_wipe(luaL_checkudata(L, 1, QV_SECRETS_MT));
+  return 0;
+}
+
 /* qwenvl.scrub(value [, opts]): value with every secret qwenvl would use
 ** for opts (the key from the request, the environment, ./.env or the
 ** credentials file; credentials in base_url and proxy) replaced, also in
@@ -184,8 +191,10 @@ static int m_scrub(lua_State *L) {
   lua_settop(L, 2);
   if (lua_isnil(L, 2)) { lua_newtable(L); lua_replace(L, 2); }
   luaL_checktype(L, 2, LUA_TTABLE);
-  sec = qv_newudata(L, sizeof *sec);
-  qv_secrets_init(sec);
+  sec = qv_newudata(L, sizeof *sec);     /* the storage: freed below, or */
+  qv_secrets_init(sec);                  /* by the finalizer after a raise */
+  luaL_getmetatable(L, QV_SECRETS_MT);
+  lua_setmetatable(L, -2);
   if (qv_request_secrets(L, 2, sec) < 0) return 2;
   scrub_value(L, 1, sec, 0);
   qv_secrets_wipe(sec);
@@ -240,6 +249,11 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
                       curl_easy_strerror(curl_init_code));
   qv_error_register(L);
   qv_request_register(L);
+  if (luaL_newmetatable(L, QV_SECRETS_MT)) {
+    lua_pushcfunction(L, secrets_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   qv_many_register(L);
   qv_state_push_upvalues(L);
   qv_handle_register(L);

@@ -1,6 +1,7 @@
 /*
-** Unit tests for the pure C parts: qv_buf, qv_image, qv_sse, qv_retry,
-** qv_ini. One line per failure, then "N passed, N failed".
+** Unit tests for the pure C parts: qv_buf, qv_image, qv_file, qv_sse,
+** qv_retry, qv_ini (and .env), qv_text, qv_scrub, qv_rate, qv_target.
+** One line per failure, then "N passed, N failed".
 */
 #include <math.h>
 #include <stdio.h>
@@ -10,10 +11,15 @@
 #include <unistd.h>
 
 #include "qv_buf.h"
+#include "qv_file.h"
 #include "qv_image.h"
 #include "qv_ini.h"
+#include "qv_rate.h"
 #include "qv_retry.h"
+#include "qv_scrub.h"
 #include "qv_sse.h"
+#include "qv_target.h"
+#include "qv_text.h"
 
 static int passed, failed;
 
@@ -1084,6 +1090,228 @@ static void test_ini(void) {
   qv_buf_free(&b);
 }
 
+/* ---------------------------------------------------------------- .env */
+
+static int dotenv_is(const char *text, const char *key, const char *want) {
+  qv_buf b;
+  int ok;
+  qv_buf_init(&b);
+  ok = qv_dotenv_find(text, strlen(text), key, &b) == 1 && b.data != NULL &&
+       strcmp(b.data, want) == 0;
+  qv_buf_free(&b);
+  return ok;
+}
+
+static void test_dotenv(void) {
+  qv_buf b;
+  const char *t =
+    "\xEF\xBB\xBF# comment\n"
+    "A=plain\n"
+    "export B = spaced out  \n"
+    "C='single # kept'\n"
+    "D=\"double \\\"q\\\" \\n end\"\n"
+    "E=value # inline comment\n"
+    "F=value#not-a-comment\n"
+    "G=first\r\n"
+    "G=last\r\n"
+    "  H  =  \n"
+    "no equals sign\n"
+    "I='unterminated\n";
+  CHECK(dotenv_is(t, "A", "plain"));
+  CHECK(dotenv_is(t, "B", "spaced out"));
+  CHECK(dotenv_is(t, "C", "single # kept"));
+  CHECK(dotenv_is(t, "D", "double \"q\" \n end"));
+  CHECK(dotenv_is(t, "E", "value"));
+  CHECK(dotenv_is(t, "F", "value#not-a-comment"));
+  CHECK(dotenv_is(t, "G", "last"));           /* later lines win */
+  CHECK(dotenv_is(t, "H", ""));
+  CHECK(dotenv_is(t, "I", "unterminated"));
+  qv_buf_init(&b);
+  CHECK(qv_dotenv_find(t, strlen(t), "MISSING", &b) == 0);
+  CHECK(qv_dotenv_find(t, strlen(t), "no", &b) == 0);
+  CHECK(qv_dotenv_find("A=x", 1, "A", &b) == 0);        /* cut short */
+  CHECK(qv_dotenv_find("", 0, "A", &b) == 0);
+  qv_buf_free(&b);
+}
+
+/* ---------------------------------------------------------------- text */
+
+static void test_text(void) {
+  qv_buf b;
+  size_t bad = 99, n, off[3], len[3];
+  const char *s;
+  int k;
+  CHECK(!qv_text_has_ctl("abc def", 7, 0));
+  CHECK(qv_text_has_ctl("abc def", 7, QV_CTL_SPACE));
+  CHECK(qv_text_has_ctl("a\nb", 3, 0));
+  CHECK(qv_text_has_ctl("a\0b", 3, 0));
+  CHECK(qv_text_has_ctl("a\x7f", 2, 0));
+  CHECK(!qv_text_has_ctl("\xc3\xa9", 2, QV_CTL_SPACE));
+  CHECK(qv_text_utf8_valid("", 0, &bad) && bad == 0);
+  CHECK(qv_text_utf8_valid("h\xc3\xa9 \xe5\x8f\x91 \xf0\x9f\x98\x80", 12, NULL));
+  CHECK(!qv_text_utf8_valid("ab\xff", 3, &bad) && bad == 2);
+  CHECK(!qv_text_utf8_valid("\xc0\xaf", 2, NULL));        /* overlong */
+  CHECK(!qv_text_utf8_valid("\xe0\x80\xaf", 3, NULL));    /* overlong */
+  CHECK(!qv_text_utf8_valid("\xed\xa0\x80", 3, NULL));    /* surrogate */
+  CHECK(!qv_text_utf8_valid("\xf4\x90\x80\x80", 4, NULL)); /* > U+10FFFF */
+  CHECK(!qv_text_utf8_valid("\xe2\x82", 2, &bad) && bad == 0);  /* cut */
+  qv_buf_init(&b);
+  qv_text_utf8_repair(&b, "a\xff" "b\xe2\x82" "c\xe2\x82", 8);
+  CHECK(b.len == 3 + 3 * 3 && memcmp(b.data, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\xEF\xBF\xBD", 12) == 0);
+  qv_buf_free(&b);
+  CHECK(qv_text_utf8_len("h\xc3\xa9\xe5\x8f\x91", 6) == 3);
+  n = 8;
+  s = qv_text_trim(" \t x y \n", &n);
+  CHECK(n == 3 && memcmp(s, "x y", 3) == 0);
+  CHECK(qv_text_ieq("HTTPS", 5, "https") && !qv_text_ieq("http", 4, "https"));
+  CHECK(qv_text_iprefix("Data:image", 10, "data:") && !qv_text_iprefix("dat", 3, "data:"));
+  /* where JSON may sit in an answer */
+  k = qv_text_json_spans(" {\"a\":1} ", 9, off, len);
+  CHECK(k >= 1 && off[0] == 1 && len[0] == 7);
+  s = "Here:\n```json\n{\"a\": 1}\n```\nthanks";
+  k = qv_text_json_spans(s, strlen(s), off, len);
+  CHECK(k == 3 && len[1] == 8 && memcmp(s + off[1], "{\"a\": 1}", 8) == 0);
+  CHECK(memcmp(s + off[2], "{\"a\": 1}", 8) == 0);
+  s = "the list [1, 2] is it";
+  k = qv_text_json_spans(s, strlen(s), off, len);
+  CHECK(k == 2 && memcmp(s + off[1], "[1, 2]", 6) == 0);
+  CHECK(qv_text_json_spans("", 0, off, len) == 0);
+  CHECK(qv_text_json_spans("```", 3, off, len) == 1);
+}
+
+/* ---------------------------------------------------------------- scrub */
+
+static void add_out(void *ud, const char *p, size_t n) { qv_buf_add(ud, p, n); }
+
+static int scrubbed_is(const qv_secrets *sec, const char *in, const char *want) {
+  qv_buf b;
+  int ok;
+  qv_buf_init(&b);
+  qv_scrub(sec, in, strlen(in), add_out, &b);
+  ok = (b.data ? strcmp(b.data, want) : strcmp("", want)) == 0;
+  if (!ok) printf("  scrub(%s) -> %s\n", in, b.data ? b.data : "");
+  qv_buf_free(&b);
+  return ok;
+}
+
+static void test_scrub(void) {
+  qv_secrets sec;
+  qv_secrets_init(&sec);
+  CHECK(qv_secrets_add(&sec, "sk-abc123", 9) == 0);
+  CHECK(qv_secrets_add(&sec, "abc", 3) == 0 && sec.count == 1);   /* too short */
+  CHECK(qv_secrets_add(&sec, "sk-abc123", 9) == 0 && sec.count == 1); /* again */
+  CHECK(!qv_scrub_found(&sec, "nothing here", 12));
+  CHECK(qv_scrub_found(&sec, "key sk-abc123!", 14));
+  CHECK(scrubbed_is(&sec, "key sk-abc123!", "key [redacted]!"));
+  CHECK(scrubbed_is(&sec, "sk-abc123sk-abc123", "[redacted][redacted]"));
+  /* JSON and URL escapes, mixed within one occurrence */
+  CHECK(scrubbed_is(&sec, "x\\u0073\\u006B-abc123y", "x[redacted]y"));
+  CHECK(scrubbed_is(&sec, "%73k%2Dabc123", "[redacted]"));
+  CHECK(scrubbed_is(&sec, "s\\u006b-abc%31%323", "[redacted]"));
+  CHECK(scrubbed_is(&sec, "sk-abc12", "sk-abc12"));          /* a prefix only */
+  CHECK(scrubbed_is(&sec, "\\u00", "\\u00"));                /* cut escapes */
+  CHECK(scrubbed_is(&sec, "%7", "%7"));
+  CHECK(qv_scrub_holdback(&sec, "text sk-ab", 10) == 5);
+  CHECK(qv_scrub_holdback(&sec, "text s", 6) == 1);
+  CHECK(qv_scrub_holdback(&sec, "text", 4) == 0);
+  CHECK(qv_scrub_holdback(&sec, "sk-abc123", 9) == 0);      /* whole: not held */
+  /* URL credentials */
+  CHECK(qv_secrets_add_url(&sec, "http://user:p@ss:w0rd@host:8/v1", 31) == 0);
+  CHECK(scrubbed_is(&sec, "to user:p@ss:w0rd@host", "to [redacted]@host"));
+  CHECK(scrubbed_is(&sec, "pw p@ss:w0rd.", "pw [redacted]."));
+  CHECK(qv_secrets_add_url(&sec, "https://host/no/creds", 21) == 0);
+  CHECK(qv_secrets_add_url(&sec, "not a url", 9) == 0);
+  qv_secrets_wipe(&sec);
+  CHECK(sec.count == 0 && sec.store == NULL);
+  CHECK(!qv_scrub_found(&sec, "sk-abc123", 9));
+}
+
+/* ---------------------------------------------------------------- rate */
+
+static void test_rate(void) {
+  qv_rate r;
+  qv_rate_init(&r, 0, 0);
+  CHECK(qv_rate_wait(&r, 0, 1e9) == 0);                 /* no limits */
+  CHECK(qv_rate_note(&r, 0, 5) == 0);
+  qv_rate_free(&r);
+  qv_rate_init(&r, 60, 0);                               /* one a second */
+  CHECK(qv_rate_wait(&r, 100, 1) == 0);
+  qv_rate_note(&r, 100, 1);
+  CHECK_NEAR(qv_rate_wait(&r, 100.25, 1), 0.75);
+  CHECK(qv_rate_wait(&r, 101, 1) == 0);
+  qv_rate_free(&r);
+  qv_rate_init(&r, 0, 1000);                             /* tpm */
+  CHECK(qv_rate_wait(&r, 0, 5000) == 0);                 /* alone: goes */
+  qv_rate_note(&r, 0, 600);
+  qv_rate_note(&r, 10, 300);
+  CHECK(qv_rate_wait(&r, 20, 100) == 0);                 /* 1000: fits */
+  CHECK_NEAR(qv_rate_wait(&r, 20, 101), 40);             /* until t=60 */
+  CHECK_NEAR(qv_rate_wait(&r, 20, 500), 40);             /* the first must go */
+  CHECK_NEAR(qv_rate_wait(&r, 20, 900), 50);             /* both must go */
+  CHECK(qv_rate_wait(&r, 70.5, 900) == 0);               /* window empty */
+  qv_rate_note(&r, 70.5, 10);                            /* prunes old starts */
+  CHECK(r.n == 1);
+  qv_rate_free(&r);
+}
+
+/* ---------------------------------------------------------------- target */
+
+static void test_target(void) {
+  char dir[] = "/tmp/qv-target-XXXXXX", cwd[4096], msg[200], path[4200];
+  const char *field = NULL;
+  qv_target t;
+  qv_buf key;
+  FILE *f;
+  CHECK(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL && chdir(dir) == 0);
+  unsetenv("DASHSCOPE_API_KEY");
+  unsetenv("DASHSCOPE_BASE_URL");
+  unsetenv("DASHSCOPE_REGION");
+  setenv("HOME", dir, 1);
+  qv_buf_init(&key);
+  CHECK(qv_target_resolve(NULL, 0, NULL, NULL, &key, &t, &field, msg, sizeof msg) == 0);
+  CHECK(key.len == 0 && t.key_source == NULL && strcmp(t.region, "cn") == 0);
+  /* ./.env: after the environment, before the credentials file */
+  f = fopen(".env", "w");
+  fputs("DASHSCOPE_API_KEY=sk-from-dotenv\nDASHSCOPE_REGION=intl\n", f);
+  fclose(f);
+  CHECK(qv_target_resolve(NULL, 0, NULL, NULL, &key, &t, &field, msg, sizeof msg) == 0);
+  CHECK(key.data && strcmp(key.data, "sk-from-dotenv") == 0 && strcmp(t.key_source, ".env") == 0);
+  CHECK(strcmp(t.region, "intl") == 0 && strstr(t.base, "dashscope-intl") != NULL);
+  qv_buf_reset(&key);
+  setenv("DASHSCOPE_API_KEY", "sk-from-env", 1);
+  CHECK(qv_target_resolve(NULL, 0, NULL, NULL, &key, &t, &field, msg, sizeof msg) == 0);
+  CHECK(strcmp(key.data, "sk-from-env") == 0 && strcmp(t.key_source, "env") == 0);
+  qv_buf_reset(&key);
+  CHECK(qv_target_resolve("sk-req", 6, "us", NULL, &key, &t, &field, msg, sizeof msg) == 0);
+  CHECK(strcmp(key.data, "sk-req") == 0 && strcmp(t.region, "us") == 0);
+  qv_buf_reset(&key);
+  unsetenv("DASHSCOPE_API_KEY");
+  remove(".env");
+  snprintf(path, sizeof path, "%s/.alibabacloud", dir);
+  mkdir(path, 0700);
+  snprintf(path, sizeof path, "%s/.alibabacloud/credentials", dir);
+  f = fopen(path, "w");
+  fputs("[default]\ndashscope_api_key = sk-from-file ; work account\n", f);
+  fclose(f);
+  CHECK(qv_target_resolve(NULL, 0, NULL, "https://x.example/v1/", &key, &t, &field, msg, sizeof msg) == 0);
+  CHECK(strcmp(key.data, "sk-from-file") == 0 && strcmp(t.key_source, "credentials") == 0);
+  CHECK(strcmp(t.base, "https://x.example/v1") == 0 && strcmp(t.region, "custom") == 0);
+  qv_buf_reset(&key);
+  CHECK(qv_target_resolve(NULL, 0, "mars", NULL, &key, &t, &field, msg, sizeof msg) == -1);
+  CHECK(strcmp(field, "region") == 0 && strstr(msg, "mars") != NULL);
+  qv_buf_reset(&key);
+  CHECK(qv_target_resolve(NULL, 0, NULL, "ftp://x", &key, &t, &field, msg, sizeof msg) == -1);
+  CHECK(strcmp(field, "base_url") == 0);
+  qv_buf_reset(&key);
+  CHECK(qv_target_resolve("sk x", 4, NULL, NULL, &key, &t, &field, msg, sizeof msg) == -1);
+  CHECK(strcmp(field, "api_key") == 0);
+  qv_buf_free(&key);
+  remove(path);
+  snprintf(path, sizeof path, "%s/.alibabacloud", dir);
+  rmdir(path);
+  CHECK(chdir(cwd) == 0 && rmdir(dir) == 0);
+}
+
 int main(void) {
   test_buf();
   test_sse_splits();
@@ -1095,6 +1323,11 @@ int main(void) {
   test_image_probe();
   test_read_file();
   test_ini();
+  test_dotenv();
+  test_text();
+  test_scrub();
+  test_rate();
+  test_target();
   printf("%d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
