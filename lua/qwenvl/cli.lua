@@ -10,13 +10,15 @@
 --
 -- Exit codes: 0 success, 2 usage error, 3 bad input (file, schema,
 -- request), 4 auth/permission, 5 rate limited after retries, 6 other API or
--- network failure, 7 schema verification failed.
+-- network failure, 7 schema verification failed, 8 the answer arrived but
+-- could not be saved, 130 interrupted (Ctrl-C).
 
 local c = require("qwenvl.cli.common")
+local sys = require("qwenvl.sys")
 
 local M = {}
 
-local COMMANDS = { "analyze", "probe", "smoke", "batch" }
+local COMMANDS = { "analyze", "probe", "smoke", "batch", "validate" }
 
 M.EXIT = c.EXIT
 M.exit_code = c.exit_code
@@ -39,9 +41,10 @@ Usage: qwenvl <command> [options]
 
 Ask Qwen-VL vision models on Alibaba Cloud Model Studio (DashScope,
 OpenAI-compatible mode) about images. The key comes from DASHSCOPE_API_KEY
-or ~/.alibabacloud/credentials (dashscope_api_key); the region from
+in the environment, else in ./.env, else dashscope_api_key in
+~/.alibabacloud/credentials (it is never printed); the region from
 --region / DASHSCOPE_REGION (cn, intl, us, hk) or --base-url /
-DASHSCOPE_BASE_URL.
+DASHSCOPE_BASE_URL (environment or ./.env).
 
 Commands:
 ]] .. table.concat(lines, "\n") .. [[
@@ -51,7 +54,9 @@ Run 'qwenvl <command> --help' for options and examples.
 
 Exit codes: 0 success, 2 usage error, 3 bad input (file, schema, request),
 4 auth/permission, 5 rate limited after retries, 6 other API or network
-failure, 7 schema verification failed.
+failure, 7 schema verification failed, 8 the answer arrived but its record
+or --output could not be written, 130 interrupted (Ctrl-C; what finished
+is kept).
 ]]
 end
 
@@ -119,6 +124,11 @@ function M.main(args, io_handles)
   end
   local ok, code, err = pcall(cmd.run, flags, pos)
   if not ok then
+    if sys.is_interrupt(code) then
+      -- Ctrl-C: whatever the command keeps on disk it has kept by now
+      c.fail_line(name, "interrupted")
+      return c.EXIT.interrupted
+    end
     c.fail_line(name, "internal error: " .. tostring(code))
     return c.EXIT.api
   end
