@@ -146,7 +146,7 @@ function M.open(dir, identity, opts)
   local self = setmetatable({
     dir = dir, id = id, identity = identity, journal_path = dir .. "/journal.jsonl",
     lock_path = dir .. "/lock", entries = {}, warnings = {}, on_warning = opts.on_warning,
-    secrets = opts.secrets,
+    secrets = opts.secrets, size = 0, ends_in_newline = true,
     stats = { items = 0, unreadable = 0, foreign = 0 }, unsynced = 0, last_sync = os.time(),
   }, Job)
   local ok, err = sys.mkdir_p(dir)
