@@ -8,6 +8,7 @@ local cli = require("qwenvl.cli")
 local cjson = require("cjson")
 
 -- a recognizable fake key: it must appear in no output and no record
+local _  -- the values a test does not look at
 local KEY = "sk-qwenvlcli-FAKEKEY-77a1f0"
 
 local Q = evidence.shell_quote

@@ -111,7 +111,7 @@ local function parse(argv)
   if not o.concurrency or o.concurrency < 1 or o.concurrency > 256 or o.concurrency % 1 ~= 0 then
     usage("--concurrency must be a whole number from 1 to 256")
   end
-  if o.rpm ~= nil and not (o.rpm >= 0.001) then usage("--rpm must be at least 0.001") end
+  if o.rpm ~= nil and (o.rpm ~= o.rpm or o.rpm < 0.001) then usage("--rpm must be at least 0.001") end
   o.folder = o.folder:gsub("/+$", "")
   if o.folder == "" then o.folder = "/" end
   o.out = o.out or (o.folder .. "/captions.json")

@@ -101,7 +101,7 @@ function M.main(args, io_handles)
     return c.EXIT.ok
   end
   if name == "--version" or name == "version" then
-    local ok, q = pcall(require, "qwenvl")
+    local ok, q = sys.pcall(require, "qwenvl")
     c.out:write("qwenvl " .. tostring(ok and type(q) == "table" and q.version or "?") .. "\n")
     return c.EXIT.ok
   end

@@ -721,8 +721,8 @@ function M.each(requests, opts)
   local repairs = max_repairs(opts)
   local n = #requests
   local items, finished, stopped = {}, 0, false
-  local round = {}          -- the list given to chat_many now
-  local round_index = {}    -- its entries' item numbers
+  local list = {}           -- the list given to chat_many now
+  local list_index = {}     -- its entries' item numbers
 
   local function finish(i)
     local a = items[i]
@@ -734,8 +734,8 @@ function M.each(requests, opts)
       stopped = true
       -- chat_many reads its list as it starts requests: an entry replaced
       -- now is refused without being sent, one already started goes on
-      for k = 1, #round do
-        if not items[round_index[k]].final then round[k] = false end
+      for k = 1, #list do
+        if not items[list_index[k]].final then list[k] = false end
       end
     end
   end
@@ -759,18 +759,18 @@ function M.each(requests, opts)
       for _, i in ipairs(pending) do unsent[#unsent + 1] = i end
       break
     end
-    round, round_index = {}, {}
+    list, list_index = {}, {}
     for k, i in ipairs(pending) do
       local a = items[i]
-      round[k] = a.n == 0 and a.req or a:next_request()
-      round_index[k] = i
+      list[k] = a.n == 0 and a.req or a:next_request()
+      list_index[k] = i
     end
     local again = {}
-    q.chat_many(round, {
+    q.chat_many(list, {
       concurrency = opts.concurrency, rpm = opts.rpm, tpm = opts.tpm,
       on_result = function(k, res, err)
-        local i = round_index[k]
-        if round[k] == false and not res and err.code == "invalid_request" and err.field == "request" then
+        local i = list_index[k]
+        if list[k] == false and not res and err.code == "invalid_request" and err.field == "request" then
           -- never started: refused after a stop. A repair not sent leaves
           -- the answer it would have repaired, final as it stands.
           if items[i].n > 0 then finish(i) else unsent[#unsent + 1] = i end

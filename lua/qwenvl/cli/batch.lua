@@ -240,7 +240,7 @@ function M.run(flags, pos)
 
   -- a plain pcall: the job is closed (journal synced, lock released) on
   -- every way out, the interrupt included, which then goes on up
-  local ok_run, code, err = pcall(M.send, flags, pos, q, images, requests, job, evdir)
+  local ok_run, code, err = pcall(M.send, flags, pos, images, requests, job, evdir)
   if job then job:close() end
   if not ok_run then error(code, 0) end
   return code, err
@@ -249,7 +249,7 @@ end
 -- Everything after the checks: probe, skip what is done, send the rest,
 -- summarize from the journal. An interrupt is caught here (only here), to
 -- keep what finished.
-function M.send(flags, pos, q, images, requests, job, evdir)
+function M.send(flags, pos, images, requests, job, evdir)
   local n = #images
   local entries = {}            -- i -> the journal line (this run's or a kept one)
   local resumed = {}

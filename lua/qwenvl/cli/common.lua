@@ -6,7 +6,6 @@
 -- dispatches to them.
 
 local evidence = require("qwenvl.evidence")
-local schema_mod = require("qwenvl.schema")
 local workflow = require("qwenvl.workflow")
 local sys = require("qwenvl.sys")
 local cjson = require("cjson")
@@ -198,7 +197,7 @@ function M.strip_nulls(t)
 end
 
 function M.decode_json(s, what)
-  local ok, v = pcall(cjson.decode, s)
+  local ok, v = sys.pcall(cjson.decode, s)
   if not ok then return nil, M.input_error(what .. " is not valid JSON: " .. tostring(v)) end
   return v
 end

@@ -2,8 +2,8 @@
 local c = require("qwenvl.cli.common")
 local workflow = require("qwenvl.workflow")
 local EXIT = c.EXIT
-local say, note = c.say, c.note
-local usage_error, input_error = c.usage_error, c.input_error
+local say = c.say
+local usage_error = c.usage_error
 
 local M = { name = "probe", summary = "read-only check of key, region and endpoint" }
 

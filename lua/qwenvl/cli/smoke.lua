@@ -3,7 +3,7 @@ local c = require("qwenvl.cli.common")
 local workflow = require("qwenvl.workflow")
 local EXIT = c.EXIT
 local say, note = c.say, c.note
-local usage_error, input_error = c.usage_error, c.input_error
+local usage_error = c.usage_error
 
 local M = { name = "smoke", summary = "the smoke test: non-empty text from the expected model" }
 
