@@ -461,6 +461,44 @@ describe("qwenvl.evidence", function()
     assert.are.equal(evidence.REDACTED, r.api_key)   -- the core's mark, "[redacted]"
   end)
 
+  it("redacts secret fields in any case, Authorization of any scheme, and URL credentials", function()
+    local r = evidence.redact({
+      Password = "p4ss-word", ["X-API-Key"] = "xkey-123", headers = { AUTHORIZATION = "Basic dXNlcjpwYXNz" },
+      line = "Authorization: Basic dXNlcjpwYXNz and authorization=Token abcdef123",
+      endpoint = "http://bob:hunter2pw@proxy.example:3128",
+      total_tokens = 12,                      -- not a secret: only exact names are
+    }, { proxy = "http://bob:hunter2pw@proxy.example:3128" })
+    local text = evidence.encode(r)
+    for _, secret in ipairs({ "p4ss-word", "xkey-123", "dXNlcjpwYXNz", "abcdef123", "hunter2pw" }) do
+      assert.is_nil(text:find(secret, 1, true), secret .. " in " .. text)
+    end
+    assert.are.equal(12, r.total_tokens)
+    assert.matches("Authorization: Basic " .. evidence.REDACTED, r.line, 1, true)
+  end)
+
+  it("writes valid UTF-8 whatever the strings hold", function()
+    local bad = "a\255\254b\226\130c\237\160\128d\240\159\152\128e"
+    local text = evidence.encode({ t = bad })
+    local R = "\239\191\189"   -- U+FFFD, one per byte that begins no valid sequence
+    assert.are.equal("a" .. R .. R .. "b" .. R .. R .. "c" .. R .. R .. R .. "d\240\159\152\128e",
+      cjson.decode(text).t)
+    assert.are.equal("plain", evidence.valid_utf8("plain"))
+    assert.are.equal("中文", evidence.valid_utf8("中文"))
+  end)
+
+  it("checks before anything is sent that a folder and a file can be written", function()
+    local f = dir .. "/plain-file"
+    write(f, "x")
+    assert.is_nil(evidence.check_dir(f))
+    assert.is_nil(evidence.check_dir(f .. "/sub"))
+    assert.is_true(evidence.check_dir(dir .. "/new/records"))
+    assert.is_nil(evidence.check_file(dir))
+    assert.is_nil(evidence.check_file(f .. "/x.json"))
+    assert.is_true(evidence.check_file(dir .. "/made/for/it.json"))
+    assert.are.equal("directory", require("qwenvl.sys").kind(dir .. "/made/for"))
+    assert.is_nil(fx.try_read(dir .. "/made/for/it.json"))   -- nothing left behind
+  end)
+
   it("redacts the key from DASHSCOPE_API_KEY even when not given", function()
     local env = os.getenv("DASHSCOPE_API_KEY")
     if not env or #env < 4 then return end
