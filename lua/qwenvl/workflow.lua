@@ -231,15 +231,17 @@ local function slurp(path)
   return s
 end
 
--- What identifies the key without being it: a hash of where it comes from
--- and of what holds it (the request's or environment's value, or the
--- whole ./.env or credentials file: a change anywhere in it only costs a
--- fresh probe). The core's own fingerprint is used when it offers one.
-local function key_fingerprint(cfg, conn)
-  if type(cfg.key_fingerprint) == "string" then return cfg.key_fingerprint end
+-- The cache file of an endpoint and key: named by a hash of the endpoint
+-- and of what identifies the key without being it: the core's own
+-- fingerprint when it offers one, else where the key comes from and what
+-- holds it (the request's or environment's value, or the whole ./.env or
+-- credentials file: a change anywhere in it only costs a fresh probe).
+-- One hash, so one sha256sum at most per command.
+local function cache_file(dir, cfg, conn)
   local src = cfg.key_source
   local material
-  if src == "request" then material = tostring(conn.api_key)
+  if type(cfg.key_fingerprint) == "string" then material = "fingerprint\0" .. cfg.key_fingerprint
+  elseif src == "request" then material = tostring(conn.api_key)
   elseif src == "env" then material = os.getenv("DASHSCOPE_API_KEY") or ""
   elseif src == ".env" then material = slurp(".env")
   elseif src == "credentials" then
@@ -249,13 +251,7 @@ local function key_fingerprint(cfg, conn)
   else
     return nil
   end
-  return sys.sha256(tostring(src) .. "\0" .. material)
-end
-
-local function cache_file(dir, cfg, conn)
-  local fp = key_fingerprint(cfg, conn)
-  if not fp then return nil end
-  local h = sys.sha256(tostring(cfg.base_url) .. "\n" .. fp)
+  local h = sys.sha256(tostring(cfg.base_url) .. "\n" .. tostring(src) .. "\0" .. material)
   return h and (dir .. "/probe-" .. h:sub(1, 32) .. ".json")
 end
 
