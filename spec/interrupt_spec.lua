@@ -111,6 +111,7 @@ describe("interrupts and kills", function()
             .. "local IMAGE, MODEL = %q, %q\n%s\n"):format(proc.root .. "/build/" .. abi .. "/?.so;",
             img, model, CODES[what]))
           local p = proc.spawn({ interp, script }, { env = env, cwd = work })
+          finally(function() p:cleanup() end)
           local expect = what == "chat_many" and 2 or 1
           proc.until_true(function() return in_flight() >= expect end, 10, "the request")
           proc.sleep(0.2)
@@ -144,6 +145,7 @@ describe("interrupts and kills", function()
           local args = { proc.BIN, "batch", "imgs", "--prompt", "Caption this", "--model", model,
                          "--concurrency", "2" }
           local p = proc.spawn(args, { env = e, cwd = dir })
+          finally(function() p:cleanup() end)
           local evdir = dir .. "/output/alicloud-ai-multimodal-qwen-vl"
           wait_second_wave(function() return one_journal(evdir) end)
           -- the launcher replaced itself: the group leader is the interpreter
@@ -192,6 +194,7 @@ describe("interrupts and kills", function()
       local model = standin.scenario_model("lock", "delay=3000")
       local args = { LUA, proc.BIN, "batch", "imgs", "--prompt", "x", "--model", model }
       local p = proc.spawn(args, { env = env, cwd = dir })
+      finally(function() p:cleanup() end)
       proc.until_true(function() return in_flight() >= 1 end, 10, "the first batch")
       local before = srv:stats().chat_requests
       local code, out, err = proc.run(args, { env = env, cwd = dir })
@@ -212,6 +215,7 @@ describe("interrupts and kills", function()
         local model = slow_model("caption" .. sig)
         local args = { LUA, CAPTION, "--no-progress", "--concurrency", "2", "--model", model, dir }
         local p = proc.spawn(args, { env = env, cwd = work })
+        finally(function() p:cleanup() end)
         local journal = dir .. "/captions.json.job/journal.jsonl"
         wait_second_wave(function() return journal end)
         p:signal(sig)

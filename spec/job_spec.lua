@@ -170,6 +170,7 @@ while true do end
 ]]):format(proc.root .. "/lua/?.lua;", proc.root .. "/build/" .. proc.LUA .. "/?.so;",
         tostring(backend == "lfs"), d, d .. "/ready"))
       local p = proc.spawn({ proc.LUA, script })
+      finally(function() p:cleanup() end)
       proc.until_true(function() return fx.try_read(d .. "/ready") end, 10, "the holder")
       local k, err = job.open(d, { prompt = "p" })
       assert.is_nil(k)

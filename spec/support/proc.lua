@@ -125,8 +125,11 @@ function Proc:wait(timeout)
   return self.code
 end
 
---- Kill what is left and remove the temporary files.
+--- Kill what is left and remove the temporary files (once; use it in
+-- busted's finally()).
 function Proc:cleanup()
+  if self.cleaned then return end
+  self.cleaned = true
   if not self:done() then
     fx.sh("kill -KILL -" .. self.pid .. " 2>/dev/null")
     self:wait(5)
