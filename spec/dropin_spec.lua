@@ -276,8 +276,8 @@ describe("qwenvl as a drop-in", function()
       local env = {}
       for k, v in pairs(base_env) do env[k] = v end
       local p = proc.spawn({ proc.LUA, proc.BIN, "batch", "stream", "--prompt", "x", "--concurrency", "1",
-      finally(function() p:cleanup() end)
                              "--model", model }, { env = env, cwd = work })
+      finally(function() p:cleanup() end)
       local first = proc.until_true(function()
         local out = fx.try_read(p.outf) or ""
         return out:find("\n", 1, true) and out
