@@ -47,7 +47,7 @@ clean:
 
 DEB_PACKAGES := build-essential pkg-config python3 curl openssl lua5.4 liblua5.4-dev \
   lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev \
-  libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket luarocks \
+  libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket lua-filesystem luarocks \
   libvips-dev libvips-tools nginx-light libnginx-mod-http-lua lua-resty-core \
   neovim clang libclang-rt-14-dev valgrind
 
