@@ -63,7 +63,7 @@ clean:
 # Lua 5.4, lua-cjson, libvips for resizing; python3 and lua-socket run
 # the local stand-in when there is no key). Nothing for development.
 DEB_RUN_PACKAGES := build-essential libcurl4-openssl-dev libssl-dev \
-  lua5.4 liblua5.4-dev lua-cjson libvips42 python3 lua-socket
+  lua5.4 liblua5.4-dev lua-cjson libvips42 python3 lua-socket lua-filesystem
 
 # What `make test` needs on top: the other ABIs, busted, the hosts
 # (nginx, Neovim, luarocks), sanitizers, fuzzing, memcheck.

@@ -1,9 +1,12 @@
--- Describe an image with qwen3-vl. Usage (after `make`):
+-- Describe an image with qwen3-vl. Usage, from a checkout after `make`
+-- (or `make LUA=luajit` for luajit):
 --   lua5.4 examples/describe.lua [image] [prompt]
--- With DASHSCOPE_API_KEY set this asks DashScope; without it, it starts
+-- With a key (DASHSCOPE_API_KEY in the environment or ./.env, or
+-- ~/.alibabacloud/credentials) this asks DashScope; without one, it starts
 -- the local stand-in (spec/support/standin.py) and says so.
+local abi = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("(%d+%.%d+)"))
 package.path = "./lua/?.lua;./?.lua;" .. package.path
-package.cpath = "./build/lua5.4/?.so;" .. package.cpath
+package.cpath = "./build/" .. abi .. "/?.so;" .. package.cpath
 local qwenvl = require("qwenvl")
 
 local image = arg[1] or "examples/sample.png"
@@ -12,10 +15,10 @@ local request = { prompt = prompt, image = image, stream = true,
                   on_delta = function(text) io.write(text) io.flush() end }
 
 local srv
-if (os.getenv("DASHSCOPE_API_KEY") or "") == "" then
+if not qwenvl.config().has_key then
   srv = require("spec.support.standin").start{}
   request.api_key, request.base_url = srv.key, srv.base_url
-  print("(no DASHSCOPE_API_KEY: asking the local stand-in at " .. srv.base_url .. ")")
+  print("(no API key: asking the local stand-in at " .. srv.base_url .. ")")
 else
   print("(asking DashScope at " .. qwenvl.config().base_url .. ")")
 end

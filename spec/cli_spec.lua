@@ -8,6 +8,7 @@ local cli = require("qwenvl.cli")
 local cjson = require("cjson")
 
 -- a recognizable fake key: it must appear in no output and no record
+local _  -- the values a test does not look at
 local KEY = "sk-qwenvlcli-FAKEKEY-77a1f0"
 
 local Q = evidence.shell_quote
@@ -102,6 +103,8 @@ describe("qwenvl command", function()
            "date":{"type":"string"},"amount":{"type":"number"}},"required":["title","amount"]}]]
     write(work .. "/samples/invoice.schema.json", seed)
     write(work .. "/images.txt", "# list\nsamples/invoice.png\n\ntmp/vl_test_cat.png\n")
+    -- the checkout's examples/, so the help's examples run as printed
+    sh("ln -s " .. Q(ROOT .. "/examples") .. " " .. Q(work .. "/examples"))
     env = { DASHSCOPE_API_KEY = KEY, DASHSCOPE_BASE_URL = srv.base_url, HOME = work }
     RECORD_DIR = work .. "/output/alicloud-ai-multimodal-qwen-vl"
   end)
@@ -118,7 +121,7 @@ describe("qwenvl command", function()
 
   describe("help", function()
     it("has --help for the command and every subcommand, exit 0", function()
-      for _, sub in ipairs({ "", "analyze ", "probe ", "smoke ", "batch " }) do
+      for _, sub in ipairs({ "", "analyze ", "probe ", "smoke ", "batch ", "validate " }) do
         local code, out = run(sub .. "--help")
         assert.are.equal(0, code)
         assert.matches("Usage: qwenvl", out)
@@ -130,7 +133,7 @@ describe("qwenvl command", function()
 
     it("every example in the help parses, and those for the stand-in run successfully", function()
       local ran = 0
-      for _, sub in ipairs({ "analyze", "probe", "smoke", "batch" }) do
+      for _, sub in ipairs({ "analyze", "probe", "smoke", "batch", "validate" }) do
         local examples = {}
         for line in cli.HELP[sub]:gmatch("[^\n]+") do
           local ex = line:match("^%s+qwenvl (" .. sub .. ".*)$")
@@ -269,7 +272,8 @@ describe("qwenvl command", function()
       local before = srv:stats().chat_requests
       local code, out, err = run([[analyze --request '{"prompt":"x","image":"./samples/missing.png"}']])
       assert.are.equal(3, code)
-      assert.matches("image file not found: ./samples/missing.png", err, 1, true)
+      -- checked by the core (qwenvl.prepare), in its words
+      assert.matches("image: cannot use './samples/missing.png': No such file", err, 1, true)
       assert.are.equal("", out)
       assert.are.equal(before, srv:stats().chat_requests)
     end)
@@ -303,8 +307,8 @@ describe("qwenvl command", function()
         { "analyze --file noprompt.json", "no prompt" },
         { "analyze --prompt x --image samples/invoice.png --schema nowhere.json", "cannot read schema file" },
         { "analyze --prompt x --image samples/invoice.png --schema bad.json", "not valid JSON" },
-        { "analyze --prompt x --image nope.png", "image file not found" },
-        { "smoke --image nope.png", "image file not found" },
+        { "analyze --prompt x --image nope.png", "cannot use 'nope.png': No such file" },
+        { "smoke --image nope.png", "cannot use 'nope.png': No such file" },
         { "batch nowhere --prompt x", "cannot read" },
         { [[analyze --request '{"prompt":"x","image":"samples/invoice.png","max_tokens":"lots"}' --no-probe]], "invalid_request" },
       }
@@ -448,9 +452,20 @@ describe("qwenvl command", function()
       assert.are.equal(0, code)
       local r = cjson.decode(out)
       assert.are.equal("pass", r.status)
-      assert.are.equal("qwen3-vl-plus", r.output.model)
-      assert.matches("^STANDIN", r.output.text)
-      assert.are.equal(1, #ls(RECORD_DIR))
+      -- like the script: "output" is the path of the saved result
+      assert.are.equal("output/alicloud-ai-multimodal-qwen-vl/smoke-test/result.json", r.output)
+      local saved = cjson.decode(read(work .. "/" .. r.output))
+      assert.are.equal("qwen3-vl-plus", saved.model)
+      assert.matches("^STANDIN", saved.text)
+      -- the record, and the smoke-test folder
+      assert.are.same({ "smoke-test" }, (function()
+        local t = {}
+        for _, n in ipairs(ls(RECORD_DIR)) do if not n:match("%.json$") then t[#t + 1] = n end end
+        return t
+      end)())
+      local records = 0
+      for _, n in ipairs(ls(RECORD_DIR)) do if n:match("%.json$") then records = records + 1 end end
+      assert.are.equal(1, records)
     end)
 
     it("fails (exit 7) when the answer comes from another model", function()
@@ -475,10 +490,13 @@ describe("qwenvl command", function()
       local lines = {}
       for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
       assert.are.equal(3, #lines)
+      table.sort(lines)   -- printed as each finishes
       assert.matches("^ok\tmany/img1%.png\tSTANDIN", lines[1])
       assert.is_nil(err:find("\r", 1, true), "no progress line when stderr is not a terminal")
       local names = ls(RECORD_DIR)
-      assert.are.equal(4, #names)
+      assert.are.equal(5, #names)
+      assert.are.equal("jobs", names[#names])   -- the job's journal
+      table.remove(names)
       local summary
       for _, n in ipairs(names) do
         local text = read(RECORD_DIR .. "/" .. n)

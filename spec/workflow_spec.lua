@@ -56,6 +56,20 @@ local function assert_clean_record(text)
   end
 end
 
+-- A stand-in for the core module: the whole API of CORE_API.md, each
+-- function the real one unless `overrides` replaces it. The workflow
+-- layer asks no module whether it has a function, so a fake must have
+-- them all.
+local CORE_FUNCTIONS = { "chat", "start", "chat_many", "list_models", "http", "config", "prepare",
+                         "extract_json", "scrub", "info", "error", "fd", "timeout_ms", "step" }
+local function fake_core(overrides)
+  local fake = { version = qwenvl.version, regions = qwenvl.regions }
+  for _, name in ipairs(CORE_FUNCTIONS) do fake[name] = qwenvl[name] end
+  for k, v in pairs(overrides or {}) do fake[k] = v end
+  for _, name in ipairs(CORE_FUNCTIONS) do assert(type(fake[name]) == "function", name) end
+  return fake
+end
+
 local SCHEMA = {
   type = "object",
   properties = {
@@ -135,9 +149,9 @@ describe("qwenvl.workflow (against the stand-in)", function()
     end)
 
     it("falls back to the smallest chat where the model list is not available", function()
-      local fake = setmetatable({
+      local fake = fake_core {
         list_models = function() return nil, workflow.error("not_found", "no /models here", { status = 404 }) end,
-      }, { __index = qwenvl })
+      }
       local model = standin.scenario_model("probechat", "ok")
       local p, err = workflow.probe { api_key = KEY, base_url = srv.base_url, qwenvl = fake, model = model }
       assert.is_nil(err)
@@ -300,14 +314,14 @@ describe("qwenvl.workflow (against the stand-in)", function()
     end)
 
     it("an answer that is not JSON fails schema verification", function()
-      local fake = setmetatable({
+      local fake = fake_core {
         chat = function(r)
           local res = assert(qwenvl.chat(r))
           res.json = nil
           res.text = "I think the amount is twelve."
           return res
         end,
-      }, { __index = qwenvl })
+      }
       local result = workflow.run(req { model = standin.scenario_model("prose", "ok"), schema = SCHEMA },
         { evidence_dir = evdir(), qwenvl = fake, repair = 0 })
       assert.is_false(result.verification.ok)
@@ -367,20 +381,24 @@ describe("qwenvl.workflow (against the stand-in)", function()
   end)
 
   describe("run_many", function()
-    it("runs one request at a time when the module has no chat_many", function()
+    it("sends the batch through the module's chat_many (no fallback: the core is whole)", function()
       local d = evdir()
-      local calls = 0
-      local fake = setmetatable({ chat_many = false, chat = function(r) calls = calls + 1; return qwenvl.chat(r) end },
-        { __index = qwenvl })
+      local calls, sizes = 0, {}
+      local fake = fake_core { chat_many = function(reqs, o)
+        calls = calls + 1
+        sizes[#sizes + 1] = #reqs
+        return qwenvl.chat_many(reqs, o)
+      end }
       local model = standin.scenario_model("seq", "ok")
       local items, spath, summary = workflow.run_many({ req { model = model }, req { model = model } },
         { evidence_dir = d, qwenvl = fake })
-      assert.are.equal(2, calls)
+      assert.are.equal(1, calls)
+      assert.are.same({ 2 }, sizes)
       assert.are.equal(2, summary.ok)
-      assert.is_false(summary.used_chat_many)
       assert.are.equal(3, #ls(d))
       assert.is_string(items[2].record)
       assert.is_string(spath)
+      assert.are.equal(2, #srv:requests(model))
     end)
 
     it("one probe, one record per image plus a summary", function()
@@ -440,7 +458,45 @@ describe("qwenvl.evidence", function()
     assert.are.equal("/tmp/task-abcdefghijk/file.png", r.path)
     assert.are.equal("data:image/png;base64,<omitted 24 chars>", r.img)
     assert.are.equal("data:image/png;base64,<omitted 120 chars>", r.kept)
-    assert.are.equal("[REDACTED]", r.api_key)
+    assert.are.equal(evidence.REDACTED, r.api_key)   -- the core's mark, "[redacted]"
+  end)
+
+  it("redacts secret fields in any case, Authorization of any scheme, and URL credentials", function()
+    local r = evidence.redact({
+      Password = "p4ss-word", ["X-API-Key"] = "xkey-123", headers = { AUTHORIZATION = "Basic dXNlcjpwYXNz" },
+      line = "Authorization: Basic dXNlcjpwYXNz and authorization=Token abcdef123",
+      endpoint = "http://bob:hunter2pw@proxy.example:3128",
+      total_tokens = 12,                      -- not a secret: only exact names are
+    }, { proxy = "http://bob:hunter2pw@proxy.example:3128" })
+    local text = evidence.encode(r)
+    for _, secret in ipairs({ "p4ss-word", "xkey-123", "dXNlcjpwYXNz", "abcdef123", "hunter2pw" }) do
+      assert.is_nil(text:find(secret, 1, true), secret .. " in " .. text)
+    end
+    assert.are.equal(12, r.total_tokens)
+    assert.matches("Authorization: Basic " .. evidence.REDACTED, r.line, 1, true)
+  end)
+
+  it("writes valid UTF-8 whatever the strings hold", function()
+    local bad = "a\255\254b\226\130c\237\160\128d\240\159\152\128e"
+    local text = evidence.encode({ t = bad })
+    local R = "\239\191\189"   -- U+FFFD, one per byte that begins no valid sequence
+    assert.are.equal("a" .. R .. R .. "b" .. R .. R .. "c" .. R .. R .. R .. "d\240\159\152\128e",
+      cjson.decode(text).t)
+    assert.are.equal("plain", evidence.valid_utf8("plain"))
+    assert.are.equal("中文", evidence.valid_utf8("中文"))
+  end)
+
+  it("checks before anything is sent that a folder and a file can be written", function()
+    local f = dir .. "/plain-file"
+    write(f, "x")
+    assert.is_nil(evidence.check_dir(f))
+    assert.is_nil(evidence.check_dir(f .. "/sub"))
+    assert.is_true(evidence.check_dir(dir .. "/new/records"))
+    assert.is_nil(evidence.check_file(dir))
+    assert.is_nil(evidence.check_file(f .. "/x.json"))
+    assert.is_true(evidence.check_file(dir .. "/made/for/it.json"))
+    assert.are.equal("directory", require("qwenvl.sys").kind(dir .. "/made/for"))
+    assert.is_nil(fx.try_read(dir .. "/made/for/it.json"))   -- nothing left behind
   end)
 
   it("redacts the key from DASHSCOPE_API_KEY even when not given", function()

@@ -1,8 +1,10 @@
 -- qwenvl.evidence: one JSON record per run, written atomically, never
--- containing the API key or inline base64 image data.
+-- containing the API key or inline base64 image data, and always valid
+-- JSON (invalid UTF-8 from a server becomes U+FFFD).
 --
 --   local evidence = require("qwenvl.evidence")
---   local path, err = evidence.write(record, {dir = "...", secrets = {key}})
+--   local ok, err = evidence.check_dir(dir)        -- before anything is sent
+--   local path, err = evidence.write(record, {dir = "...", secrets = request})
 --
 -- Records are named <UTC timestamp>-<short id>.json (for example
 -- 20260102T030405Z-1a2b3c4d.json) under evidence.default_dir unless
@@ -11,25 +13,29 @@
 -- file is removed, so an interrupted run never leaves a half-written record.
 --
 -- Redaction (evidence.redact) is applied to the whole record before it is
--- encoded: every string equal to a known secret, every "sk-..." key-like
--- token, every "Bearer ..." credential, and every value of a field named
--- api_key / apikey / authorization / password / secret is replaced; every
--- inline data URL ("data:<mime>;base64,<payload>") is replaced by
+-- encoded. What is a secret comes from the core, qwenvl.scrub: the key a
+-- request would use (request, environment, ./.env, credentials file; also
+-- JSON- and URL-escaped) and credentials inside base_url and proxy URLs.
+-- On top of that, heuristics for what the core cannot know: "sk-..."
+-- key-like tokens, "Bearer ..." and "Authorization: <scheme> ..." values,
+-- and the value of every field whose name (in any case) is a secret's
+-- (api_key, Password, X-API-Key, Authorization, ...). Every inline data
+-- URL ("data:<mime>;base64,<payload>") becomes
 -- "data:<mime>;base64,<omitted N chars>".
 
 local M = {}
 
 local cjson = require("cjson")
+local sys = require("qwenvl.sys")
 
 M.default_dir = "output/alicloud-ai-multimodal-qwen-vl"
-M.REDACTED = "[REDACTED]"
 
 local NULL = cjson.null
 local floor, huge = math.floor, math.huge
 local concat, format = table.concat, string.format
 
 ---------------------------------------------------------------------------
--- JSON encoding (deterministic, optionally indented)
+-- JSON encoding (deterministic, optionally indented, always valid UTF-8)
 
 local ARRAY_MT = { __jsontype = "array" }
 local OBJECT_MT = { __jsontype = "object" }
@@ -57,10 +63,54 @@ local function is_array(t)
   return true
 end
 
+local REPLACEMENT = "\239\191\189"   -- U+FFFD
+
+--- `s` as valid UTF-8: each byte that does not begin a well-formed
+-- sequence (RFC 3629: no overlong forms, no surrogates, nothing past
+-- U+10FFFF) becomes U+FFFD. ASCII-only strings are returned as they are.
+function M.valid_utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, start, i, n = {}, 1, 1, #s
+  local byte = string.byte
+  while i <= n do
+    local c = byte(s, i)
+    local len, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    end
+    local ok = len > 0 and i + len - 1 <= n
+    if ok and len > 1 then
+      local c2 = byte(s, i + 1)
+      ok = c2 >= lo and c2 <= hi
+      for k = 2, len - 1 do
+        local ck = byte(s, i + k)
+        if ck < 0x80 or ck > 0xBF then ok = false end
+      end
+    end
+    if ok then
+      i = i + len
+    else
+      out[#out + 1] = s:sub(start, i - 1)
+      out[#out + 1] = REPLACEMENT
+      i = i + 1
+      start = i
+    end
+  end
+  if start == 1 then return s end
+  out[#out + 1] = s:sub(start)
+  return concat(out)
+end
+
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
               ["\t"] = "\\t", ["\b"] = "\\b", ["\f"] = "\\f" }
 local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\\127]', function(c)
+  return '"' .. M.valid_utf8(s):gsub('[%c"\\\127]', function(c)
     return ESC[c] or format("\\u%04x", c:byte())
   end) .. '"'
 end
@@ -130,7 +180,8 @@ local function encode(v, indent, level, seen, out)
 end
 
 --- Encode a Lua value as JSON. opts.indent (string or number of spaces)
--- pretty-prints. Keys are sorted, so output is deterministic.
+-- pretty-prints; without it the text is one line. Keys are sorted, so
+-- output is deterministic; strings are made valid UTF-8.
 function M.encode(v, opts)
   local indent = opts and opts.indent
   if type(indent) == "number" then indent = string.rep(" ", indent) end
@@ -143,10 +194,16 @@ end
 ---------------------------------------------------------------------------
 -- redaction
 
+M.REDACTED = "[redacted]"   -- the core's mark, so a record reads the same throughout
+
+-- field names (compared in lower case) whose values are secrets, whatever
+-- they hold
 local SECRET_FIELDS = {
-  api_key = true, apikey = true, ["api-key"] = true, authorization = true,
-  password = true, secret = true, dashscope_api_key = true, access_key_secret = true,
-  ["x-api-key"] = true,
+  api_key = true, apikey = true, ["api-key"] = true, ["x-api-key"] = true,
+  authorization = true, ["proxy-authorization"] = true, password = true,
+  passwd = true, secret = true, client_secret = true, dashscope_api_key = true,
+  access_key_secret = true, access_token = true, refresh_token = true,
+  cookie = true, ["set-cookie"] = true,
 }
 
 local function escape_pattern(s)
@@ -155,30 +212,32 @@ end
 
 -- "sk-" followed by at least 8 key characters, not inside a longer word
 local SK_PATTERN = "%f[%w_]sk%-[%w_%-][%w_%-][%w_%-][%w_%-][%w_%-][%w_%-][%w_%-][%w_%-][%w_%-]*"
+local AUTHZ = "([Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]\"?%s*[:=]%s*\"?)(%a+)%s+[^%s\"',;]+"
 
-local function scrub_string(s, secrets)
-  for _, key in ipairs(secrets) do
-    if s:find(key, 1, true) then
-      s = s:gsub(escape_pattern(key), M.REDACTED)
-    end
+local function heuristics(s, literals)
+  for _, key in ipairs(literals) do
+    if s:find(key, 1, true) then s = s:gsub(escape_pattern(key), M.REDACTED) end
   end
-  s = s:gsub(SK_PATTERN, M.REDACTED)
+  if s:find("sk-", 1, true) then s = s:gsub(SK_PATTERN, M.REDACTED) end
   s = s:gsub("([Bb][Ee][Aa][Rr][Ee][Rr])%s+[^%s\"',;]+", "%1 " .. M.REDACTED)
-  -- inline base64 data URLs (the core's "<omitted N chars>" form is kept)
-  s = s:gsub("(data:[%w%.%+%-/]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
-    return prefix .. "<omitted " .. #payload .. " chars>"
-  end)
-  -- JSON-escaped slashes inside raw bodies: data:image\/png;base64,...
-  s = s:gsub("(data:[%w%.%+%-]*\\/[%w%.%+%-]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
-    payload = payload:gsub("\\/", "/")
-    return prefix .. "<omitted " .. #payload .. " chars>"
-  end)
+  s = s:gsub(AUTHZ, "%1%2 " .. M.REDACTED)   -- "Authorization: Basic dXNlcjpw"
+  if s:find("data:", 1, true) then
+    -- inline base64 data URLs (the core's "<omitted N chars>" form is kept)
+    s = s:gsub("(data:[%w%.%+%-/]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
+      return prefix .. "<omitted " .. #payload .. " chars>"
+    end)
+    -- JSON-escaped slashes inside raw bodies: data:image\/png;base64,...
+    s = s:gsub("(data:[%w%.%+%-]*\\/[%w%.%+%-]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
+      payload = payload:gsub("\\/", "/")
+      return prefix .. "<omitted " .. #payload .. " chars>"
+    end)
+  end
   return s
 end
 
-local function redact(v, secrets, seen)
+local function walk(v, literals, seen)
   local t = type(v)
-  if t == "string" then return scrub_string(v, secrets) end
+  if t == "string" then return heuristics(v, literals) end
   if t ~= "table" then
     if t == "function" or t == "thread" then return nil end
     return v
@@ -189,11 +248,11 @@ local function redact(v, secrets, seen)
   seen[v] = copy
   for k, val in pairs(v) do
     local nk = k
-    if type(k) == "string" then nk = scrub_string(k, secrets) end
+    if type(k) == "string" then nk = heuristics(k, literals) end
     if type(k) == "string" and SECRET_FIELDS[k:lower()] and val ~= nil and val ~= NULL and val ~= false then
       copy[nk] = M.REDACTED
     else
-      copy[nk] = redact(val, secrets, seen)
+      copy[nk] = walk(val, literals, seen)
     end
   end
   local mt = getmetatable(v)
@@ -203,96 +262,92 @@ local function redact(v, secrets, seen)
   return copy
 end
 
--- Secrets the process knows about: the request's key, the environment,
--- and ~/.alibabacloud/credentials.
-local credentials_cache
-local function credential_secrets()
-  if credentials_cache then return credentials_cache end
-  credentials_cache = {}
-  local home = os.getenv("HOME")
-  if home then
-    local f = io.open(home .. "/.alibabacloud/credentials", "r")
-    if f then
-      for line in f:lines() do
-        local k, v = line:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
-        if k and v and v ~= "" and (k:lower():find("key") or k:lower():find("secret")) then
-          v = v:gsub('^["\']', ""):gsub('["\']$', "")
-          if #v >= 6 then credentials_cache[#credentials_cache + 1] = v end
-        end
-      end
-      f:close()
-    end
+local core
+local function get_core()
+  if core == nil then
+    -- the module that cannot load cannot have sent anything: heuristics
+    -- (and the environment's key, below) are all there is to scrub then
+    local ok, q = sys.pcall(require, "qwenvl")
+    core = ok and type(q) == "table" and q or false
   end
-  return credentials_cache
+  return core or nil
 end
 
---- The list of secret strings to scrub: `extra` (string or list) plus
--- DASHSCOPE_API_KEY and keys from ~/.alibabacloud/credentials.
-function M.secrets(extra)
-  local list, seen = {}, {}
-  local function push(s)
-    if type(s) == "string" and #s >= 4 and not seen[s] then
-      seen[s] = true
-      list[#list + 1] = s
+local CONN_FIELDS = { "api_key", "base_url", "region", "proxy" }
+
+-- The option sets to scrub with: what a request without options would use
+-- (the environment's key, even when the request brought its own), the
+-- request's own, and each extra string as a key (so its escaped forms go
+-- too). Extra strings are also replaced literally, in case the core
+-- refuses them as keys.
+local function option_sets(opts)
+  local sets, literals = { {} }, {}
+  local extra
+  if type(opts) == "string" then
+    extra = { opts }
+  elseif type(opts) == "table" then
+    local req, any = {}, false
+    for _, k in ipairs(CONN_FIELDS) do
+      if type(opts[k]) == "string" then req[k] = opts[k]; any = true end
+    end
+    if any then sets[#sets + 1] = req end
+    extra = opts.secrets
+    if extra == nil and opts[1] ~= nil then extra = opts end   -- a plain list
+    if type(extra) == "string" then extra = { extra } end
+  end
+  for _, s in ipairs(type(extra) == "table" and extra or {}) do
+    if type(s) == "string" and #s >= 4 then
+      sets[#sets + 1] = { api_key = s }
+      literals[#literals + 1] = s
     end
   end
-  if type(extra) == "string" then push(extra)
-  elseif type(extra) == "table" then for _, s in ipairs(extra) do push(s) end end
-  push(os.getenv("DASHSCOPE_API_KEY"))
-  for _, s in ipairs(credential_secrets()) do push(s) end
   -- longest first, so a key that contains another is replaced whole
-  table.sort(list, function(a, b) return #a > #b end)
-  return list
+  table.sort(literals, function(x, y) return #x > #y end)
+  return sets, literals
 end
 
---- Return a redacted deep copy of `v`. `secrets` is a string or a list of
--- strings; the environment's key is always included.
-function M.redact(v, secrets)
-  return redact(v, M.secrets(secrets), {})
+local function core_scrub(v, set)
+  local q = get_core()
+  if not q then return v end
+  local r = q.scrub(v, set)
+  if r ~= nil then return r end
+  -- refused (a malformed field, or DASHSCOPE_REGION): field by field, and
+  -- with an explicit region, so one bad value does not cost the rest
+  for _, k in ipairs(CONN_FIELDS) do
+    if set[k] ~= nil then
+      local one = q.scrub(v, { [k] = set[k], region = k ~= "region" and "cn" or nil })
+      if one ~= nil then v = one end
+    end
+  end
+  local r2 = q.scrub(v, { region = "cn" })
+  if r2 ~= nil then v = r2 end
+  return v
+end
+
+--- A redacted deep copy of `v`. `opts`: the request (its api_key,
+-- base_url, region and proxy say which secrets it would use), optionally
+-- with `secrets`, a list of more strings to scrub; or a string, or a list
+-- of strings. The key a request without options would use (environment,
+-- ./.env, credentials file) is always scrubbed.
+function M.redact(v, opts)
+  local sets, literals = option_sets(opts)
+  if not get_core() then
+    local env = os.getenv("DASHSCOPE_API_KEY")
+    if env and #env >= 4 then table.insert(literals, 1, env) end
+  end
+  for _, set in ipairs(sets) do v = core_scrub(v, set) end
+  return walk(v, literals, {})
 end
 
 ---------------------------------------------------------------------------
 -- files
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-M.shell_quote = shell_quote
+M.shell_quote = sys.shell_quote
 
-local function exec_ok(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end -- Lua 5.1 / LuaJIT without 5.2 compat
-  return a == true and (c == nil or c == 0)
-end
-M.exec_ok = exec_ok
+function M.dir_exists(dir) return sys.kind(dir) == "directory" end
 
-local function dir_exists(dir)
-  -- renaming a directory onto itself succeeds only when it exists
-  local ok = os.rename(dir, dir)
-  if not ok then return false end
-  local f = io.open(dir .. "/.", "r")
-  if f then f:close(); return true end
-  return false
-end
-M.dir_exists = dir_exists
-
---- Create `dir` and its parents if missing (lfs when available, else mkdir -p).
-function M.mkdir_p(dir)
-  if dir_exists(dir) then return true end
-  local ok_lfs, lfs = pcall(require, "lfs")
-  if ok_lfs and type(lfs) == "table" and lfs.mkdir then
-    local path = dir:sub(1, 1) == "/" and "" or nil
-    for part in dir:gmatch("[^/]+") do
-      path = (path and (path .. "/") or "") .. part
-      if not dir_exists(path) then lfs.mkdir(path) end
-    end
-    if dir_exists(dir) then return true end
-  end
-  if exec_ok("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null") and dir_exists(dir) then
-    return true
-  end
-  return nil, "cannot create directory " .. dir
-end
+--- Create `dir` and its parents if missing. Returns true or nil, err.
+function M.mkdir_p(dir) return sys.mkdir_p(dir) end
 
 local random_seeded = false
 local function random_hex(nbytes)
@@ -321,12 +376,17 @@ function M.short_id() return random_hex(4) end
 function M.timestamp(t) return os.date("!%Y%m%dT%H%M%SZ", t) end
 function M.iso_time(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
 
---- Write `content` to `path` atomically: temporary file in the same
--- directory, flush, close, rename. Returns path or nil, err.
-function M.write_file(path, content)
+local function split_path(path)
   local dir, name = path:match("^(.*)/([^/]+)$")
   if not dir then dir, name = ".", path end
   if dir == "" then dir = "/" end
+  return dir, name
+end
+
+--- Write `content` to `path` atomically: temporary file in the same
+-- directory, flush, close, rename. Returns path or nil, err.
+function M.write_file(path, content)
+  local dir, name = split_path(path)
   local tmp = dir .. "/." .. name .. ".tmp-" .. random_hex(4)
   local f, err = io.open(tmp, "wb")
   if not f then return nil, "cannot write " .. path .. ": " .. tostring(err) end
@@ -345,10 +405,57 @@ function M.write_file(path, content)
   return path
 end
 
+-- A small file created and removed in `dir`: the folder takes new files.
+local function probe_write(dir)
+  local tmp = dir .. "/.qwenvl-write-check-" .. random_hex(4)
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write("{}\n")
+  if ok then ok, werr = f:flush() end
+  local cok, cerr = f:close()
+  os.remove(tmp)
+  if not ok or not cok then return nil, tostring(werr or cerr) end
+  return true
+end
+
+--- Before anything is sent: can records be written to `dir`? Creates it
+-- (and its parents) and writes and removes a small file. Returns true or
+-- nil, err.
+function M.check_dir(dir)
+  dir = (dir or M.default_dir):gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  local kind = sys.kind(dir)
+  if kind ~= nil and kind ~= "directory" then
+    return nil, "cannot write records to " .. dir .. ": it is not a folder"
+  end
+  local ok, err = sys.mkdir_p(dir)
+  if not ok then return nil, err end
+  local wok, werr = probe_write(dir)
+  if not wok then return nil, "cannot write records to " .. dir .. ": " .. tostring(werr) end
+  return true
+end
+
+--- Before anything is sent: can `path` be written (atomically) later?
+-- Creates the missing parent folders (like the Python script's mkdir -p),
+-- refuses a folder, and writes and removes a small file next to it.
+-- Returns true or nil, err.
+function M.check_file(path)
+  if type(path) ~= "string" or path == "" then return nil, "no path" end
+  if path:sub(-1) == "/" or sys.kind(path) == "directory" then
+    return nil, "cannot write " .. path .. ": it is a folder"
+  end
+  local dir = split_path(path)
+  local ok, err = sys.mkdir_p(dir)
+  if not ok then return nil, "cannot write " .. path .. ": " .. tostring(err) end
+  local wok, werr = probe_write(dir)
+  if not wok then return nil, "cannot write " .. path .. ": " .. tostring(werr) end
+  return true
+end
+
 --- Write one evidence record. opts: dir (default evidence.default_dir),
--- secrets (string or list of strings to scrub besides the environment's),
--- id (short id; random by default), time (os.time() value), name (the
--- file name, instead of <timestamp>-<id>.json).
+-- secrets (see redact: the request, or strings), id (short id; random by
+-- default), time (os.time() value), name (the file name, instead of
+-- <timestamp>-<id>.json).
 -- Returns the record's path, or nil and an error string.
 function M.write(record, opts)
   opts = opts or {}
@@ -361,7 +468,7 @@ function M.write(record, opts)
   local now = opts.time or os.time()
   local name = opts.name or (M.timestamp(now) .. "-" .. id .. ".json")
   local clean = M.redact(record, opts.secrets)
-  local okenc, text = pcall(M.encode, clean, { indent = 2 })
+  local okenc, text = sys.pcall(M.encode, clean, { indent = 2 })
   if not okenc then return nil, "cannot encode record: " .. tostring(text) end
   return M.write_file(dir .. "/" .. name, text .. "\n")
 end

@@ -52,4 +52,30 @@ describe("load-and-call smoke test", function()
       assert.matches("SMOKE%-OK Lua 5%.[13]", out)
     end)
   end
+
+  -- the command and the Lua workflow layer on the other interpreters: the
+  -- launcher picks the one named by QWENVL_LUA when its build exists
+  for _, interp in ipairs({ "lua5.1", "lua5.3" }) do
+    it(interp .. " runs bin/qwenvl analyze and a resumable batch", function()
+      local so = ("%s/build/%s/qwenvl.so"):format(u.root, interp)
+      assert.is_true(u.exists(so), "missing " .. so .. ": run make LUA=" .. interp)
+      local work = dir .. "/cli-" .. interp
+      fx.sh("mkdir -p " .. u.quote(work .. "/imgs"))
+      fx.png(work .. "/imgs/a.png", 40, 30)
+      fx.png(work .. "/imgs/b.png", 44, 30)
+      local env = ("cd %s && env QWENVL_LUA=%s HOME=%s DASHSCOPE_API_KEY=%s DASHSCOPE_BASE_URL=%s %s/bin/qwenvl ")
+        :format(u.quote(work), interp, u.quote(work), u.quote(srv.key), u.quote(srv.base_url), u.quote(u.root))
+      local out, ok = fx.sh(env .. "analyze --prompt x --image imgs/a.png --print-response")
+      assert.is_true(ok, out)
+      assert.matches('"text":"STANDIN ', out, 1, true)
+      out, ok = fx.sh(env .. "batch imgs --prompt x")
+      assert.is_true(ok, out)
+      out, ok = fx.sh(env .. "batch imgs --prompt x")
+      assert.is_true(ok, out)
+      assert.matches("2 of 2 already done", out, 1, true)
+      out, ok = fx.sh(env .. "validate")
+      assert.is_true(ok, out)
+      assert.matches("lua: +Lua " .. interp:sub(4), fx.read(work .. "/output/alicloud-ai-multimodal-qwen-vl/validate.txt"))
+    end)
+  end
 end)
