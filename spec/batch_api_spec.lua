@@ -727,6 +727,29 @@ describe("qwenvl.batch", function()
       fx.png(imgdir .. "/c.png", 60, 30)
     end)
 
+    it("is wired into bin/qwenvl: batch --batch-api --no-wait, job status, job cancel", function()
+      local interp = fx.interp()
+      local function run(args)
+        return fx.sh(("cd %s && env DASHSCOPE_API_KEY=%s %s bin/qwenvl %s"):format(
+          fx.quote(os.getenv("PWD") or "."), fx.quote(srv.key), interp, args))
+      end
+      local jd = dir .. "/bin-jobs"
+      local out, ok = run(("batch %s --prompt Caption --batch-api --no-wait --quiet --base-url %s --job-dir %s")
+        :format(fx.quote(imgdir), fx.quote(srv.base_url), fx.quote(jd)))
+      assert.is_true(ok, out)
+      local id = out:match("([^\n]+)\n?$")
+      assert.truthy(id and id:match("^job%-"), out)
+      local st, ok2 = run(("job status %s --base-url %s --job-dir %s"):format(id, fx.quote(srv.base_url), fx.quote(jd)))
+      assert.is_true(ok2, st)
+      assert.truthy(st:find(id, 1, true))
+      local _, ok3 = run(("job cancel %s --base-url %s --job-dir %s"):format(id, fx.quote(srv.base_url), fx.quote(jd)))
+      assert.is_true(ok3)
+      local help = run("--help")
+      assert.truthy(help:find("job ", 1, true))
+      local bhelp = run("batch --batch-api --help")
+      assert.truthy(bhelp:find("completion-window", 1, true))
+    end)
+
     it("batch --no-wait prints the job id last; job status, list, wait finish it with records", function()
       local jd, ev = dir .. "/cli-jobs1", dir .. "/cli-ev1"
       local code, out, err = cli({ "batch", imgdir, "--prompt", "Caption", "--batch-api", "--no-wait",

@@ -17,15 +17,15 @@ local function lines_of(path)
   return t
 end
 
-for _, backend in ipairs({ "lfs", "posix" }) do
+for _, backend in ipairs({ "core", "lfs", "posix" }) do
   describe("qwenvl.job and qwenvl.sys (" .. backend .. ")", function()
     local dir
     setup(function()
-      sys.set_lfs(backend == "lfs")
+      sys.use(backend)
       dir = fx.tmpdir()
     end)
     teardown(function()
-      sys.set_lfs(true)
+      sys.use("core")
       fx.rm(dir)
     end)
 
@@ -36,7 +36,7 @@ for _, backend in ipairs({ "lfs", "posix" }) do
     end
 
     it("uses the backend under test", function()
-      assert.are.equal(backend == "lfs", sys.has_lfs)
+      assert.are.equal(backend, sys.backend())
     end)
 
     it("appends outcomes and reads them back; done() only for successes", function()
@@ -162,13 +162,13 @@ for _, backend in ipairs({ "lfs", "posix" }) do
 package.path = %q .. package.path
 package.cpath = %q .. package.cpath
 local sys = require("qwenvl.sys")
-sys.set_lfs(%s)
+sys.use(%q)
 local job = require("qwenvl.job")
 local j = assert(job.open(%q, { prompt = "p" }))
 io.open(%q, "w"):close()
 while true do end
 ]]):format(proc.root .. "/lua/?.lua;", proc.root .. "/build/" .. proc.LUA .. "/?.so;",
-        tostring(backend == "lfs"), d, d .. "/ready"))
+        backend, d, d .. "/ready"))
       local p = proc.spawn({ proc.LUA, script })
       finally(function() p:cleanup() end)
       proc.until_true(function() return fx.try_read(d .. "/ready") end, 10, "the holder")

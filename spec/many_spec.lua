@@ -121,6 +121,26 @@ describe("qwenvl.chat_many", function()
     assert.are.equal(0, failures)
   end)
 
+  it("on_result returning false starts nothing more: the rest end as canceled, unsent", function()
+    local reqs = {}
+    for i = 1, 10 do reqs[i] = req { model = standin.scenario_model("stop" .. i, "delay=50") } end
+    local seen = 0
+    local results, failures = qwenvl.chat_many(reqs, { concurrency = 2, on_result = function()
+      seen = seen + 1
+      if seen == 2 then return false end
+    end })
+    assert.equal(10, #results)
+    assert.equal(10, seen)                 -- every entry reported, none lost
+    local sent, canceled = 0, 0
+    for i = 1, 10 do
+      if env.srv:scenario(reqs[i].model).attempts > 0 then sent = sent + 1 end
+      if results[i].code == "canceled" then canceled = canceled + 1 end
+    end
+    assert.is_true(sent <= 4, sent .. " requests were sent")
+    assert.equal(10 - sent, canceled)
+    assert.equal(canceled, failures)
+  end)
+
   it("an error in on_result loses nothing", function()
     local requests = {}
     for i = 1, 6 do requests[i] = req { prompt = "req " .. i } end

@@ -2,26 +2,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
 
 #include "qv_images.h"
+#include "qv_sys.h"
 #include "qv_error.h"
 #include "qv_file.h"
 #include "qv_text.h"
 
 #define QV_FILE_MAX (64u << 20)     /* read limit for local images */
 
-static void sha256_hex(const void *p, size_t n, char out[65]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0, i;
-  static const char hex[] = "0123456789abcdef";
-  EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-  for (i = 0; i < len && i < 32; i++) {
-    out[2 * i] = hex[md[i] >> 4];
-    out[2 * i + 1] = hex[md[i] & 15];
-  }
-  out[64] = '\0';
-}
+#define sha256_hex qv_sys_sha256_hex
 
 size_t qv_image_in_url_len(const qv_image_in *im) {
   if (im->b64 != NULL)

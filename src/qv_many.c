@@ -20,6 +20,7 @@ enum { REQS = 1, POOL, RESULTS, HANDLES, ERRORS, ON_RESULT, PENDING };
 typedef struct many {
   qv_rate rate;
   int conc, n, next, active, finished, failures;
+  int stopped;                  /* on_result returned false */
   double pending_tokens;        /* the planned request waiting to start */
   int slot[QV_CONC_MAX];        /* request index per slot; 0: free */
 } many;
@@ -92,11 +93,28 @@ static void report(lua_State *L, many *m, int i, int v, int err) {
   lua_pushinteger(L, i);
   if (err) { lua_pushnil(L); lua_pushvalue(L, v); }
   else { lua_pushvalue(L, v); lua_pushnil(L); }
-  if (qv_pcall(L, 3, 0) != 0) {
+  if (qv_pcall(L, 3, 1) != 0) {
     lua_pushfstring(L, "on_result(%d): %s", i, lua_isstring(L, -1) ?
                     lua_tostring(L, -1) : "an error object");
     lua_rawseti(L, ERRORS, (int)lua_rawlen(L, ERRORS) + 1);
     lua_pop(L, 1);
+    return;
+  }
+  /* false (not nil): start nothing more */
+  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) m->stopped = 1;
+  lua_pop(L, 1);
+}
+
+/* After on_result asked to stop: every request not started is canceled. */
+static void stop_rest(lua_State *L, many *m) {
+  lua_pushnil(L);
+  lua_replace(L, PENDING);
+  while (m->next <= m->n) {
+    int top = lua_gettop(L);
+    lua_pushnil(L);
+    qv_error_push(L, "canceled", "not started: on_result returned false");
+    report(L, m, m->next++, lua_gettop(L), 1);
+    lua_settop(L, top);
   }
 }
 
@@ -126,7 +144,8 @@ static int plan_next(lua_State *L, many *m) {
 /* Start what the concurrency and the limits allow; returns the seconds
 ** to wait before the next start may happen (< 0: none pending). */
 static double start_some(lua_State *L, many *m, qv_engine *e) {
-  while (m->active < m->conc && m->next <= m->n) {
+  if (m->stopped) stop_rest(L, m);
+  while (m->active < m->conc && m->next <= m->n && !m->stopped) {
     double now = qv_now(), w;
     int slot;
     if (lua_isnil(L, PENDING) && plan_next(L, m) < 0) continue;
@@ -190,6 +209,7 @@ static int many_body(lua_State *L) {
     long ms;
     qv_engine_step(e);
     collect(L, m);
+    if (m->stopped) stop_rest(L, m);
     if (m->finished >= m->n) break;
     if (m->active < m->conc && m->next <= m->n && wait_s < 0) continue;
     ms = wait_s < 0 ? -1 : wait_s * 1000.0 > 60000.0 ? 60000L : (long)ceil(wait_s * 1000.0);

@@ -5,7 +5,8 @@
 ** results come back in input order, each a result or an error table,
 ** never a lost entry; on_result(i, res, err) runs as each one finishes
 ** (an error it raises is kept in a third return value, never loses an
-** entry). The batch's own memory belongs to a userdata, and whatever
+** entry; if it returns false, nothing more is started and the requests
+** not started end as canceled). The batch's own memory belongs to a userdata, and whatever
 ** raises while it runs (the interpreter's interrupt) closes every
 ** request in flight before it propagates. Builds on qv_handle.
 */

@@ -23,6 +23,7 @@
 #include "qv_request.h"
 #include "qv_resize.h"
 #include "qv_state.h"
+#include "qv_sys.h"
 #include "qv_text.h"
 #include "qv_watch.h"
 
@@ -262,6 +263,7 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
   luaL_setfuncs(L, funcs, QV_NUPVALUES);
   lua_pushcfunction(L, qv_error_new);
   lua_setfield(L, -2, "error");
+  qv_sys_register(L, -1);
   lua_pushliteral(L, QV_VERSION);
   lua_setfield(L, -2, "version");
   qv_request_regions(L);

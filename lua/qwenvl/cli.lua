@@ -5,8 +5,10 @@
 --
 -- A dispatcher: each command is one module, lua/qwenvl/cli/<name>.lua,
 -- returning {name, summary, help, flags, run(flags, positionals)}; run
--- returns an exit code, or nil and an error (see qwenvl.cli.common).
--- To add a command, add its module and its name to COMMANDS.
+-- returns an exit code, or nil and an error (see qwenvl.cli.common). A
+-- module with main(args, io, hooks) takes its command line whole instead
+-- (job: the Batch API, also `batch --batch-api`). To add a command, add
+-- its module and its name to COMMANDS.
 --
 -- Exit codes: 0 success, 2 usage error, 3 bad input (file, schema,
 -- request), 4 auth/permission, 5 rate limited after retries, 6 other API or
@@ -18,7 +20,7 @@ local sys = require("qwenvl.sys")
 
 local M = {}
 
-local COMMANDS = { "analyze", "probe", "smoke", "batch", "validate" }
+local COMMANDS = { "analyze", "probe", "smoke", "batch", "job", "validate" }
 
 M.EXIT = c.EXIT
 M.exit_code = c.exit_code
@@ -106,6 +108,10 @@ function M.main(args, io_handles)
     return c.EXIT.ok
   end
   local cmd = command(name)
+  if name == "job" or (name == "batch" and command("job").wants(args)) then
+    return command("job").main(args, { stdout = c.out, stderr = c.err },
+      { batch_images = M.batch_images, tty = sys.isatty(2) })
+  end
   if not cmd then
     c.fail_line("", "unknown command '" .. tostring(name) .. "' (commands: "
       .. table.concat(COMMANDS, ", ") .. "; see qwenvl --help)")

@@ -74,13 +74,29 @@ function M.set_lfs(on)
 end
 
 local core_fs, core_sha256, core_sha256_file
-do
+local function use_core(on)
+  core_fs, core_sha256, core_sha256_file = nil, nil, nil
+  if not on then return end
   local ok, q = spcall(require, "qwenvl")
   if ok and type(q) == "table" then
     if type(q.fs) == "table" then core_fs = q.fs end
     core_sha256 = rawget(q, "sha256")
     core_sha256_file = rawget(q, "sha256_file")
   end
+end
+use_core(true)
+
+--- Which services run: "core" (the C module's hashes, fsync and kernel
+-- lock, with LuaFileSystem for folders when present), "lfs" or "posix"
+-- (commands). The first that works is chosen at load; tests switch.
+function M.backend()
+  if core_fs then return "core" end
+  return lfs and "lfs" or "posix"
+end
+
+function M.use(backend)
+  use_core(backend == "core")
+  M.set_lfs(backend ~= "posix")
 end
 
 --- Run a shell command, return its output and whether it exited 0.

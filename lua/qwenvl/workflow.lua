@@ -726,14 +726,8 @@ function M.each(requests, opts)
     finished = finished + 1
     local result, err = a:outcome()
     if opts.on_item then opts.on_item(i, result, err, a.entries) end
-    if not stopped and opts.stop and opts.stop() then
-      stopped = true
-      -- chat_many reads its list as it starts requests: an entry replaced
-      -- now is refused without being sent, one already started goes on
-      for k = 1, #list do
-        if not items[list_index[k]].final then list[k] = false end
-      end
-    end
+    -- chat_many starts nothing more once on_result returns false (below)
+    if not stopped and opts.stop and opts.stop() then stopped = true end
   end
 
   local pending, unsent = {}, {}
@@ -766,17 +760,18 @@ function M.each(requests, opts)
       concurrency = opts.concurrency, rpm = opts.rpm, tpm = opts.tpm,
       on_result = function(k, res, err)
         local i = list_index[k]
-        if list[k] == false and not res and err.code == "invalid_request" and err.field == "request" then
-          -- never started: refused after a stop. A repair not sent leaves
-          -- the answer it would have repaired, final as it stands.
+        if stopped and not res and err.code == "canceled" and err.attempts == 0 then
+          -- never started: chat_many was told to stop. A repair not sent
+          -- leaves the answer it would have repaired, final as it stands.
           if items[i].n > 0 then finish(i) else unsent[#unsent + 1] = i end
-          return
+          return false
         end
         if items[i]:answer(res, err) == "repair" and not stopped then
           again[#again + 1] = i
         else
           finish(i)
         end
+        if stopped then return false end
       end,
     })
     -- a stop leaves the repairs it found waiting: final as they stand

@@ -53,6 +53,9 @@ Options:
   --fresh                 ignore earlier runs of this job: send everything
   --probe, --no-probe, --evidence-dir DIR, --quiet
   --no-evidence           write nothing: no records, no journal, no resuming
+  --batch-api             send the images to DashScope's Batch API instead:
+                          half the price, minutes to hours (its options:
+                          batch --batch-api --help; jobs: job --help)
 
 Exit code: 0 when every image succeeded, else the code of the first
 failed image (in input order); 130 when interrupted; 8 when records could
