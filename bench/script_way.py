@@ -6,6 +6,7 @@ for every call) -- so qwenvl can be compared with it on the same link.
 
     python3 bench/script_way.py --url URL --key KEY --image PATH [--prompt TEXT]
     python3 bench/script_way.py --url URL --key KEY --body FILE --calls N
+    (either with --cainfo PEM: trust this CA, for a stand-in over TLS)
 
 With --image: one call, as one process per image does; prints the answer.
 With --body: N sequential calls posting exactly these bytes (the body
@@ -32,14 +33,16 @@ def main():
     ap.add_argument("--model", default="qwen3-vl-plus")
     ap.add_argument("--body")
     ap.add_argument("--calls", type=int, default=1)
+    ap.add_argument("--cainfo", help="CA file for a private certificate (requests' verify=)")
     a = ap.parse_args()
     headers = {"Authorization": "Bearer " + a.key, "Content-Type": "application/json"}
+    verify = a.cainfo or True
     if a.body:
         with open(a.body, "rb") as f:
             body = f.read()
         t0 = time.monotonic()
         for _ in range(a.calls):
-            r = requests.post(a.url, headers=headers, data=body, timeout=120)
+            r = requests.post(a.url, headers=headers, data=body, timeout=120, verify=verify)
             if r.status_code != 200:
                 sys.exit("HTTP %d: %s" % (r.status_code, r.text[:300]))
             r.json()["choices"][0]["message"]["content"]
@@ -57,7 +60,7 @@ def main():
         "max_tokens": 512,
         "temperature": 0.2,
     }
-    r = requests.post(a.url, headers=headers, json=payload, timeout=120)
+    r = requests.post(a.url, headers=headers, json=payload, timeout=120, verify=verify)
     if r.status_code != 200:
         sys.exit("HTTP %d: %s" % (r.status_code, r.text[:300]))
     print(r.json()["choices"][0]["message"]["content"])

@@ -7,8 +7,9 @@
 -- (figure, measured, goal, verdict; tab-separated: bench/bench.lua and
 -- bench/wan_bench.lua write them) and, for the goals bench-resize
 -- measures, its report bench/resize-results.md. Rows are ordered by the
--- goal's number in issue 15. BENCH_SECONDS (set by `make bench`) is the
--- run's duration; SUMMARY_OUT=- prints only.
+-- goal's number in issue 15. BENCH_SECONDS and BENCH_START (set by `make
+-- bench`) are the run's duration and start (Unix time: a report older
+-- than that is marked so); SUMMARY_OUT=- prints only.
 
 local function script_dir()
   local src = debug.getinfo(1, "S").source
@@ -17,6 +18,7 @@ end
 local ROOT = script_dir() .. "/.."
 local DIR = os.getenv("BENCH_SUMMARY_DIR") or (ROOT .. "/build/bench/summary")
 local OUT = os.getenv("SUMMARY_OUT") or (ROOT .. "/bench/summary.md")
+local OUT_NAME = os.getenv("SUMMARY_OUT") or "bench/summary.md"
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS"))
 
 local function read(path)
@@ -57,7 +59,9 @@ do
   local path = ROOT .. "/bench/resize-results.md"
   local txt = read(path)
   local when = txt and cmd("date -u -r " .. path .. " '+%Y-%m-%d %H:%M UTC'") or ""
-  local src = "resize-results.md (" .. when .. ")"
+  local mtime = txt and tonumber(cmd("date -r " .. path .. " +%s")) or 0
+  local start = tonumber(os.getenv("BENCH_START"))
+  local src = "resize-results.md (" .. ((start and mtime >= start) and "this run" or ("written " .. when)) .. ")"
   if txt then
     local gms, gmib, wms, wmib = txt:match("Goal: at most (%d+) ms and (%d+) MiB per process: (%d+) ms and ([%d.]+) MiB here")
     if gms then
@@ -115,7 +119,7 @@ end
 local function line(cells)
   local parts = {}
   for c = 1, 4 do parts[c] = pad(cells[c], ws[c]) end
-  return table.concat(parts, "  "):gsub("%s+$", "")
+  return (table.concat(parts, "  "):gsub("%s+$", ""))
 end
 print("")
 print("== make bench: summary" .. (SECONDS and (" (%d min %02d s)"):format(math.floor(SECONDS / 60), SECONDS % 60) or ""))
@@ -152,5 +156,5 @@ if OUT ~= "-" then
   local f = assert(io.open(OUT, "wb"))
   f:write(table.concat(md, "\n"), "\n")
   f:close()
-  print("written to " .. OUT)
+  print("written to " .. OUT_NAME)
 end

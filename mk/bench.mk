@@ -20,7 +20,7 @@
 #                       per image vs bench/script_way.py, and the streaming
 #                       first-delta latency (goal 5). Knobs: WAN_RTT_MS (60),
 #                       WAN_RUNS (7), WAN_SEQ (10), WAN_SEQ_RUNS (5),
-#                       WAN_LOCAL_RUNS (15), WAN_STREAM_N (15), WAN_ONLY=1abcs,
+#                       WAN_LOCAL_RUNS (15), WAN_STREAM_N (20), WAN_ONLY=1abcs,
 #                       WAN_PYTHON (a python3 with requests), WAN_OUT=-
 #   bench-batch, bench-schema, bench-resize (mk/batch.mk, mk/schema.mk,
 #                       mk/vips.mk): the Batch API path, qwenvl.schema, and
@@ -50,7 +50,7 @@ bench:
 	  echo "== make $$t"; \
 	  $(MAKE) --no-print-directory $$t || { echo "== make $$t FAILED"; st=1; }; \
 	done; \
-	BENCH_SECONDS=$$(( $$(date +%s) - start )) $(BENCH_LUA) bench/summary.lua || st=1; \
+	BENCH_START=$$start BENCH_SECONDS=$$(( $$(date +%s) - start )) $(BENCH_LUA) bench/summary.lua || st=1; \
 	exit $$st
 
 bench-tools: $(BENCH_BARE) $(BENCH_TIMED)
