@@ -15,7 +15,8 @@
 ** ("qwenvl/<version>") so the headers match byte for byte.
 **
 ** Output: a human-readable summary on stderr and one machine-readable line
-** on stdout:
+** on stdout (before it, with BARE_SAMPLES set in the environment, one line
+** "S <wall us> <cpu us>" per measured request, in order):
 **   BARE n=.. bytes=.. resp=.. wall_mean_us=.. wall_p50_us=.. wall_p95_us=..
 **        cpu_mean_us=.. cpu_p50_us=.. cpu_p95_us=..
 ** Exit status 1 if any request fails or answers other than HTTP 200.
@@ -103,7 +104,7 @@ int main(int argc, char **argv) {
   const char *url, *key, *path, *ua;
   char *body, auth[512];
   size_t body_len = 0;
-  int n, warm, i, total;
+  int n, warm, i, total, samples = getenv("BARE_SAMPLES") != NULL;
   double *wall, *cpu;
   struct curl_slist *hdr = NULL;
   CURL *h;
@@ -168,6 +169,8 @@ int main(int argc, char **argv) {
     long conns = -1;
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);  /* of the last one */
     double wm = mean(wall, n), cm = mean(cpu, n);
+    if (samples)
+      for (i = 0; i < n; i++) printf("S %.1f %.1f\n", wall[i], cpu[i]);
     qsort(wall, (size_t)n, sizeof *wall, cmp_d);
     qsort(cpu, (size_t)n, sizeof *cpu, cmp_d);
     fprintf(stderr, "bare_curl: %d requests (+%d warm-up), body %lu B, response %lu B, "

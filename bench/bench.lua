@@ -29,6 +29,7 @@
 -- BENCH_OUT (results file, default bench/results.md; "-" for none),
 -- BENCH_ONLY ("a", "b", "c", "d" or a combination such as "ab"),
 -- BENCH_CG_N1 / BENCH_CG_N2 (callgrind runs, default 20 and 120 calls),
+-- BENCH_CHUNKS (4: qwenvl and bare_curl take turns this many times a row),
 -- BENCH_SUMMARY (summary lines for bench/summary.lua, default
 -- build/bench/summary/bench.tsv; "-" for none).
 --
@@ -70,6 +71,7 @@ local DELAY = tonumber(os.getenv("BENCH_DELAY_MS")) or 200
 local BARE = os.getenv("BENCH_BARE") or (ROOT .. "/build/bench/bare_curl")
 local OUT = os.getenv("BENCH_OUT") or (ROOT .. "/bench/results.md")
 local ONLY = os.getenv("BENCH_ONLY") or "abcd"
+local CHUNKS = tonumber(os.getenv("BENCH_CHUNKS")) or 4
 local CG_N1 = tonumber(os.getenv("BENCH_CG_N1")) or 20
 local CG_N2 = tonumber(os.getenv("BENCH_CG_N2")) or 120
 local SUMMARY = os.getenv("BENCH_SUMMARY") or (ROOT .. "/build/bench/summary/bench.tsv")
@@ -207,21 +209,22 @@ local function add_summary(figure, measured, goal, met)
 end
 local function verdict(x, goal) return x and (x <= goal and "met" or "missed") or "n/a" end
 
--- One qwenvl run: N sequential chat calls, warm-up first.
-local function run_qwenvl(req, n, warm)
+-- One qwenvl run: N sequential chat calls, warm-up first. Raw samples (µs)
+-- are appended to into.wall / into.cpu.
+local function run_qwenvl(req, n, warm, into)
   warm = warm or WARM
-  local wall, cpu = {}, {}
+  into = into or { wall = {}, cpu = {} }
   for i = 1, warm + n do
     local w0, c0 = now(), os.clock()
     local res, err = qwenvl.chat(req)
     local c1, w1 = os.clock(), now()
     if not res then error("qwenvl.chat failed: " .. tostring(err)) end
     if i > warm then
-      wall[#wall + 1] = (w1 - w0) * 1e6
-      cpu[#cpu + 1] = (c1 - c0) * 1e6
+      into.wall[#into.wall + 1] = (w1 - w0) * 1e6
+      into.cpu[#into.cpu + 1] = (c1 - c0) * 1e6
     end
   end
-  return { wall = stats(wall), cpu = stats(cpu) }
+  return into
 end
 
 -- prepare() alone: the planning share of the client CPU.
@@ -231,23 +234,24 @@ local function run_prepare(req, n)
   return (os.clock() - c0) * 1e6 / n
 end
 
-local function run_bare(body_path, n, server, warm)
+-- One bare_curl process: warm-up, then N calls; its raw samples (µs) are
+-- appended to into.wall / into.cpu.
+local function run_bare(body_path, n, server, warm, into)
   server = server or srv
+  into = into or { wall = {}, cpu = {} }
   local errf = tmpfile(".err")
-  local cmd = string.format("%s %s %s %s %d %d %s 2>%s", sh_quote(BARE), sh_quote(server.base_url ..
+  local cmd = string.format("BARE_SAMPLES=1 %s %s %s %s %d %d %s 2>%s", sh_quote(BARE), sh_quote(server.base_url ..
     "/chat/completions"), sh_quote(server.key), sh_quote(body_path), n, warm or WARM, sh_quote(UA), sh_quote(errf))
   local s, ok = read_cmd(cmd)
-  if not ok or not s:match("^BARE") then
+  if not ok or not s:match("\nBARE ") and not s:match("^BARE ") then
     local f = io.open(errf)
     error("bare_curl failed: " .. s .. (f and f:read("*a") or ""))
   end
-  local r = {}
-  for k, v in s:gmatch("([%w_]+)=([%d%.]+)") do r[k] = tonumber(v) end
-  return {
-    wall = { mean = r.wall_mean_us, p50 = r.wall_p50_us, p95 = r.wall_p95_us },
-    cpu = { mean = r.cpu_mean_us, p50 = r.cpu_p50_us, p95 = r.cpu_p95_us },
-    bytes = r.bytes, resp = r.resp,
-  }
+  for w, c in s:gmatch("S ([%d.]+) ([%d.]+)\n") do
+    into.wall[#into.wall + 1] = tonumber(w)
+    into.cpu[#into.cpu + 1] = tonumber(c)
+  end
+  return into
 end
 
 -- Check that both sides put the same request on the wire (stand-in records).
@@ -332,7 +336,9 @@ local ok, err = xpcall(function()
     end
     out("## (a) Sequential calls, keep-alive: qwenvl.chat vs bare libcurl loop")
     out("")
-    out(("N = %d per row (%d for the 1 MB row) after %d warm-up requests (%d for the 1 MB row). " ..
+    out(("N = %d per row (%d for the 1 MB row) after %d warm-up requests (%d for the 1 MB row), " ..
+      "in " .. CHUNKS .. " turns of N/" .. CHUNKS .. " each (qwenvl, then a bare_curl process with its own " ..
+      "warm-up), so that a change in the shared machine's load falls on both alike. " ..
       "Goals (issue 15, goal 4): client CPU ≤ %.1f× the bare loop's, wall p50 ≤ %.1f× (the 1 MB row " ..
       "is informational). Wall p50 is the steadier wall figure (the Python stand-in's thread " ..
       "scheduling on 2 shared cores adds multi-ms outliers to both columns); CPU time is noisy here " ..
@@ -344,15 +350,26 @@ local ok, err = xpcall(function()
     local done = {}
     for _, row in ipairs(rows) do
       local body, body_path = row.body, row.body_path
-      srv:reset()
       local warm = row.big and math.min(WARM, 5) or WARM
-      local q = run_qwenvl(row.req, row.n, warm)
+      -- the same request on the wire from both (one call each)
+      srv:reset()
+      run_qwenvl(row.req, 1, warm)
       local recs_q = srv:requests()
       srv:reset()
-      local b = run_bare(body_path, row.n, nil, warm)
+      run_bare(body_path, 1, nil, 0)
       local recs_b = srv:requests()
-      local prep = run_prepare(row.req, math.min(row.n, 200))
       local problems = check_same(recs_q, recs_b, body)
+      -- then the two take turns, CHUNKS times (the machine's load moves)
+      local chunks = row.big and 1 or CHUNKS
+      local per = math.ceil(row.n / chunks)
+      local qs, bs = { wall = {}, cpu = {} }, { wall = {}, cpu = {} }
+      for _ = 1, chunks do
+        run_qwenvl(row.req, per, 0, qs)
+        run_bare(body_path, per, nil, warm, bs)
+      end
+      local q = { wall = stats(qs.wall), cpu = stats(qs.cpu) }
+      local b = { wall = stats(bs.wall), cpu = stats(bs.cpu) }
+      local prep = run_prepare(row.req, math.min(row.n, 200))
       out(("| %s | %d | qwenvl | %s | %s | %s | %s | %s | %s |"):format(row.name, #body,
         fmt_us(q.cpu.mean), fmt_us(q.cpu.p50), fmt_us(q.cpu.p95),
         fmt_us(q.wall.mean), fmt_us(q.wall.p50), fmt_us(q.wall.p95)))

@@ -60,7 +60,8 @@ bench-qwenvl: bench-tools
 	BENCH_BARE=$(BENCH_BARE) BENCH_SUMMARY=$(BENCH_SUMMARY_DIR)/bench.tsv $(BENCH_LUA) bench/bench.lua
 
 bench-wan: bench-tools
-	BENCH_TIMED=$(BENCH_TIMED) BENCH_SUMMARY=$(BENCH_SUMMARY_DIR)/wan.tsv $(BENCH_LUA) bench/wan_bench.lua
+	BENCH_TIMED=$(BENCH_TIMED) BENCH_BARE=$(BENCH_BARE) BENCH_SUMMARY=$(BENCH_SUMMARY_DIR)/wan.tsv \
+	  $(BENCH_LUA) bench/wan_bench.lua
 
 bench-summary:
 	$(BENCH_LUA) bench/summary.lua
