@@ -11,6 +11,7 @@
 #                       BENCH_N (400), BENCH_N_BIG (30), BENCH_WARMUP (20),
 #                       BENCH_DELAY_MS (200), BENCH_ONLY=abcd (letters to run),
 #                       BENCH_CG_N1/BENCH_CG_N2 (20/120 calls under callgrind),
+#                       BENCH_CHUNKS (4: qwenvl and bare_curl take turns),
 #                       BENCH_OUT=- (do not write results.md)
 #   make bench-wan      bench/wan_bench.lua -> bench/wan-results.md: one
 #                       `qwenvl analyze` process on loopback (goal 1), then
