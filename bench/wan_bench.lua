@@ -313,7 +313,7 @@ local ok, err = xpcall(function()
     local rows = {}
     if HAS_PROBE_CACHE then
       rows[#rows + 1] = row("`qwenvl analyze`, probe cache warm", {}, false, true)
-      rows[#rows + 1] = row("`qwenvl analyze`, probe cache cold", {}, true)
+      rows[#rows + 1] = row("`qwenvl analyze --probe` (a fresh probe, cache folder emptied)", { "--probe" }, true)
     else
       rows[#rows + 1] = row("`qwenvl analyze` (probes every time: no probe cache yet)", {}, false, true)
     end
@@ -373,7 +373,7 @@ local ok, err = xpcall(function()
     local rows, missing = {}, {}
     if HAS_PROBE_CACHE then
       rows[#rows + 1] = row("probe cache warm", {}, false, "probe cache warm")
-      rows[#rows + 1] = row("probe cache cold (first run, or `--probe`)", {}, true)
+      rows[#rows + 1] = row("probe cache cold (`--probe`, cache folder emptied)", { "--probe" }, true)
     else
       rows[#rows + 1] = row("default (probes every time: no probe cache yet)", {}, false, "no probe cache yet")
       missing = { "probe cache warm", "probe cache cold" }
