@@ -9,10 +9,14 @@
 ** Content-Type, an empty Expect, User-Agent, Accept-Encoding) so the two
 ** put identical requests on the wire.
 **
-**   bare_curl URL KEY BODY_FILE N [WARMUP]
+**   bare_curl URL KEY BODY_FILE N [WARMUP [USER_AGENT]]
+**
+** USER_AGENT defaults to "qwenvl"; bench/bench.lua passes qwenvl's own
+** ("qwenvl/<version>") so the headers match byte for byte.
 **
 ** Output: a human-readable summary on stderr and one machine-readable line
-** on stdout:
+** on stdout (before it, with BARE_SAMPLES set in the environment, one line
+** "S <wall us> <cpu us>" per measured request, in order):
 **   BARE n=.. bytes=.. resp=.. wall_mean_us=.. wall_p50_us=.. wall_p95_us=..
 **        cpu_mean_us=.. cpu_p50_us=.. cpu_p95_us=..
 ** Exit status 1 if any request fails or answers other than HTTP 200.
@@ -97,17 +101,17 @@ static char *read_file(const char *path, size_t *len) {
 }
 
 int main(int argc, char **argv) {
-  const char *url, *key, *path;
+  const char *url, *key, *path, *ua;
   char *body, auth[512];
   size_t body_len = 0;
-  int n, warm, i, total;
+  int n, warm, i, total, samples = getenv("BARE_SAMPLES") != NULL;
   double *wall, *cpu;
   struct curl_slist *hdr = NULL;
   CURL *h;
   buf resp = { NULL, 0, 0 };
   size_t resp_bytes = 0;
   if (argc < 5) {
-    fprintf(stderr, "usage: %s URL KEY BODY_FILE N [WARMUP]\n", argv[0]);
+    fprintf(stderr, "usage: %s URL KEY BODY_FILE N [WARMUP [USER_AGENT]]\n", argv[0]);
     return 2;
   }
   url = argv[1];
@@ -115,6 +119,7 @@ int main(int argc, char **argv) {
   path = argv[3];
   n = atoi(argv[4]);
   warm = argc > 5 ? atoi(argv[5]) : 5;
+  ua = argc > 6 ? argv[6] : "qwenvl";
   if (n <= 0 || warm < 0) { fprintf(stderr, "bad N/WARMUP\n"); return 2; }
   body = read_file(path, &body_len);
   if (body == NULL) { perror(path); return 2; }
@@ -131,7 +136,7 @@ int main(int argc, char **argv) {
   hdr = curl_slist_append(hdr, "Expect:");
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "qwenvl/0.1.0");
+  curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -164,6 +169,8 @@ int main(int argc, char **argv) {
     long conns = -1;
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);  /* of the last one */
     double wm = mean(wall, n), cm = mean(cpu, n);
+    if (samples)
+      for (i = 0; i < n; i++) printf("S %.1f %.1f\n", wall[i], cpu[i]);
     qsort(wall, (size_t)n, sizeof *wall, cmp_d);
     qsort(cpu, (size_t)n, sizeof *cpu, cmp_d);
     fprintf(stderr, "bare_curl: %d requests (+%d warm-up), body %lu B, response %lu B, "

@@ -165,7 +165,7 @@ end
 io.write("building spec/c/resize_check.c...\n")
 local tool = dir .. "/resize_check"
 must(("cc -std=c99 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc -o %s "
-  .. "spec/c/resize_check.c src/qv_resize.c src/qv_exif.c src/qv_image.c src/qv_buf.c "
+  .. "spec/c/resize_check.c src/qv_resize.c src/qv_exif.c src/qv_image.c src/qv_buf.c src/qv_file.c "
   .. "-lm -lpthread -ldl"):format(q(tool)))
 
 local srv = standin.start {}
