@@ -23,10 +23,16 @@ extraction, evidence, CLI) and hosts (OpenResty, Neovim).
   labels = { "llm", "vision", "http", "curl", "openresty", "neovim" },
 }
 
+-- Optional at run time, not required here: lrexlib-pcre2 (JSON Schema
+-- `pattern`: refused with a clear message without it), luafilesystem
+-- (job folders; POSIX commands otherwise), libvips (resizing: dlopen()ed).
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
 }
+
+-- POSIX: epoll on Linux, poll() elsewhere; tested on Linux only.
+supported_platforms = { "unix" }
 
 test_dependencies = {
   "busted",
@@ -58,6 +64,7 @@ build = {
         "src/qv_images.c",
         "src/qv_ini.c",
         "src/qv_many.c",
+        "src/qv_messages.c",
         "src/qv_rate.c",
         "src/qv_request.c",
         "src/qv_resize.c",   -- libvips dlopen()ed at run time: no headers needed
@@ -67,6 +74,7 @@ build = {
         "src/qv_sse.c",
         "src/qv_state.c",
         "src/qv_stream.c",
+        "src/qv_sys.c",
         "src/qv_target.c",
         "src/qv_text.c",
         "src/qv_watch.c",    -- epoll on Linux, poll() elsewhere (chosen in the file)
@@ -77,10 +85,20 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
       libraries = { "curl", "crypto", "pthread", "m" },
     },
+    ["qwenvl.batch"] = "lua/qwenvl/batch.lua",
+    ["qwenvl.batch.api"] = "lua/qwenvl/batch/api.lua",
+    ["qwenvl.batch.cli"] = "lua/qwenvl/batch/cli.lua",
+    ["qwenvl.batch.job"] = "lua/qwenvl/batch/job.lua",
+    ["qwenvl.batch.lines"] = "lua/qwenvl/batch/lines.lua",
+    ["qwenvl.batch.record"] = "lua/qwenvl/batch/record.lua",
+    ["qwenvl.batch.results"] = "lua/qwenvl/batch/results.lua",
+    ["qwenvl.batch.store"] = "lua/qwenvl/batch/store.lua",
+    ["qwenvl.batch.writer"] = "lua/qwenvl/batch/writer.lua",
     ["qwenvl.cli"] = "lua/qwenvl/cli.lua",
     ["qwenvl.cli.analyze"] = "lua/qwenvl/cli/analyze.lua",
     ["qwenvl.cli.batch"] = "lua/qwenvl/cli/batch.lua",
     ["qwenvl.cli.common"] = "lua/qwenvl/cli/common.lua",
+    ["qwenvl.cli.job"] = "lua/qwenvl/cli/job.lua",
     ["qwenvl.cli.probe"] = "lua/qwenvl/cli/probe.lua",
     ["qwenvl.cli.smoke"] = "lua/qwenvl/cli/smoke.lua",
     ["qwenvl.cli.validate"] = "lua/qwenvl/cli/validate.lua",
@@ -93,6 +111,7 @@ build = {
     ["qwenvl.nvim.loader"] = "lua/qwenvl/nvim/loader.lua",
     ["qwenvl.nvim.view"] = "lua/qwenvl/nvim/view.lua",
     ["qwenvl.schema"] = "lua/qwenvl/schema.lua",
+    ["qwenvl.session"] = "lua/qwenvl/session.lua",
     ["qwenvl.sys"] = "lua/qwenvl/sys.lua",
     ["qwenvl.workflow"] = "lua/qwenvl/workflow.lua",
   },

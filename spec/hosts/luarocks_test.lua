@@ -1,7 +1,10 @@
--- luarocks host: `luarocks make` of qwenvl-scm-1.rockspec into temporary
--- trees for Lua 5.4 and 5.1, then the installed module (and only it) makes
--- a call against the stand-in in the matching interpreter, the installed
--- Lua modules load, and the installed `qwenvl` command runs.
+-- luarocks host: `make rock` packs the working tree into a source rock,
+-- which `luarocks install --deps-mode=none` builds into clean temporary
+-- trees for Lua 5.4 and 5.1 (LuaJIT's ABI), as a published rock would be
+-- installed; then the installed module (and only it) chats with the
+-- stand-in in the matching interpreters, resizes a large photo (libvips
+-- found at run time: no headers at build time), the installed Lua
+-- modules load, and the installed `qwenvl` command runs an analyze.
 local standin = require("spec.support.standin")
 local fx = require("spec.support.fixtures")
 local u = require("spec.hosts.util")
@@ -9,7 +12,7 @@ local u = require("spec.hosts.util")
 local q = u.quote
 local VERSIONS = { "5.4", "5.1" }
 
-describe("luarocks make (qwenvl-scm-1.rockspec)", function()
+describe("a source rock (make rock) installed with luarocks", function()
   local srv, dir, png
   local built = {}
 
@@ -18,19 +21,20 @@ describe("luarocks make (qwenvl-scm-1.rockspec)", function()
     srv = standin.start{}
     dir = fx.tmpdir()
     png = fx.png(dir .. "/a.png", 64, 48)
-    -- builtin compiles next to the sources: build from copies, both
-    -- versions at once (-O0: this tests packaging, not the optimiser).
+    local rock_out, rock_ok = fx.sh("make --no-print-directory rock")
+    assert(rock_ok, rock_out)
+    local rock = assert(rock_out:match("(qwenvl%-[%w.]+%-%d+%.src%.rock)"), rock_out)
+    -- both versions at once (-O0: this tests packaging, not the optimiser)
     local jobs = {}
     for _, v in ipairs(VERSIONS) do
-      local src = ("%s/src-%s"):format(dir, v)
-      fx.sh(("mkdir -p %s && cp -r src lua bin qwenvl-scm-1.rockspec %s/"):format(q(src), q(src)))
-      jobs[#jobs + 1] = ("(cd %s && luarocks --lua-version=%s --tree=%s make --deps-mode=none " ..
-        "qwenvl-scm-1.rockspec CFLAGS='-O0 -fPIC' >%s 2>&1; echo $? >%s) &"):format(
-        q(src), v, q(dir .. "/tree-" .. v), q(dir .. "/log-" .. v), q(dir .. "/rc-" .. v))
+      jobs[#jobs + 1] = ("(luarocks --lua-version=%s --tree=%s install --deps-mode=none %s " ..
+        "CFLAGS='-O0 -fPIC' >%s 2>&1; echo $? >%s) &"):format(
+        v, q(dir .. "/tree-" .. v), q("./" .. rock), q(dir .. "/log-" .. v), q(dir .. "/rc-" .. v))
     end
     local t0 = u.now()
     fx.sh(table.concat(jobs, " ") .. " wait")
-    io.stderr:write(("\n[luarocks] make for %s: %.1f s\n"):format(table.concat(VERSIONS, " and "), u.now() - t0))
+    io.stderr:write(("\n[luarocks] install of %s for %s: %.1f s\n"):format(rock,
+      table.concat(VERSIONS, " and "), u.now() - t0))
     for _, v in ipairs(VERSIONS) do
       built[v] = {
         rc = tonumber((fx.read(dir .. "/rc-" .. v):gsub("%s", ""))),
@@ -119,10 +123,28 @@ print("OK " .. _VERSION .. " " .. res.text:sub(1, 8))
         end)
       end
 
-      it("runs the installed qwenvl command", function()
+      it("resizes a large photo with the installed module (libvips found at run time)", function()
+        local photo = dir .. "/big-" .. v .. ".jpg"
+        fx.jpeg(photo, 3000, 2000)
+        local code = ([[
+local qwenvl = require("qwenvl")
+local res = assert(qwenvl.chat{ prompt = "p", image = %q })
+local im = res.images[1]
+print("RESIZED", tostring(im.resized), im.width * im.height <= 2621440, im.original_width)
+]]):format(photo)
+        local out, ok = fx.sh(env(v) .. " " .. (v == "5.1" and "luajit" or interp) .. " -e " .. q(code))
+        assert.is_true(ok, out)
+        assert.matches("RESIZED%s+true%s+true%s+3000", out)
+      end)
+
+      it("runs the installed qwenvl command: help and an analyze", function()
         local out, ok = fx.sh(env(v) .. " " .. q(built[v].tree .. "/bin/qwenvl") .. " --help")
         assert.is_true(ok, out)
         assert.matches("Usage: qwenvl", out)
+        out, ok = fx.sh(("cd %s && %s %s analyze --prompt hello --image %s --no-evidence --no-probe")
+          :format(q(dir), env(v), q(built[v].tree .. "/bin/qwenvl"), q(png)))
+        assert.is_true(ok, out)
+        assert.matches("STANDIN", out)
       end)
     end)
   end
