@@ -107,6 +107,7 @@ test: deps
 	$(MAKE) --no-print-directory LUA=luajit POLLER=poll all
 	$(MAKE) --no-print-directory units
 	$(MAKE) --no-print-directory units-watch
+	$(MAKE) --no-print-directory check-vips-abi
 	$(MAKE) --no-print-directory test-lua54
 	$(MAKE) --no-print-directory test-luajit
 	$(MAKE) --no-print-directory test-lua54-poll

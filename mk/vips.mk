@@ -12,13 +12,12 @@
 #   make bench-resize    24-megapixel JPEG against vipsthumbnail, and one
 #                        small image per process; writes
 #                        bench/resize-results.md
-#   make test-resize     just spec/resize_spec.lua on lua5.4 and luajit
 
 # dlopen is in libc from glibc 2.34; older C libraries need -ldl
 EXTRA_LIBS += $(shell printf '\043include <dlfcn.h>\nint main(void) { return dlopen("x", RTLD_NOW) != 0; }\n' \
   | $(CC) -x c -o /dev/null - 2>/dev/null || echo -ldl)
 
-.PHONY: bench-resize test-resize check-vips-abi
+.PHONY: bench-resize check-vips-abi
 
 # -isystem keeps glib's own warnings out; -Werror turns a mismatch
 # (incompatible pointer types, a failed static assertion) into a failure
@@ -32,11 +31,3 @@ check-vips-abi:
 
 bench-resize: all
 	$(LUA) bench/resize_bench.lua $(BUILD)
-
-test-resize:
-	$(MAKE) --no-print-directory LUA=lua5.4 all
-	$(MAKE) --no-print-directory LUA=luajit all
-	# the .busted tasks: `busted --lua=X -m 'a;b'` re-executes through sh
-	# without quoting, which cuts the arguments at the ';' (whole suite runs)
-	busted -o utfTerminal spec/resize_spec.lua
-	busted --run=luajit -o utfTerminal spec/resize_spec.lua
