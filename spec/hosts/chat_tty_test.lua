@@ -227,7 +227,8 @@ describe("qwenvl chat in a terminal (tmux)", function()
         assert.is_nil(fx.try_read(t.rc))                       -- and the chat goes on
         -- the transfer was closed under the stand-in's stall (which it
         -- notes as soon as it sees the connection go)
-        local deadline, reqs = u.now() + TIMEOUT_S, nil
+        local deadline = u.now() + TIMEOUT_S
+        local reqs
         repeat
           reqs = srv:requests(model)
           if reqs[1] and reqs[1].client_gone then break end
