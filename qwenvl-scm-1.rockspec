@@ -80,6 +80,7 @@ build = {
     ["qwenvl.cli"] = "lua/qwenvl/cli.lua",
     ["qwenvl.cli.analyze"] = "lua/qwenvl/cli/analyze.lua",
     ["qwenvl.cli.batch"] = "lua/qwenvl/cli/batch.lua",
+    ["qwenvl.cli.chat"] = "lua/qwenvl/cli/chat.lua",
     ["qwenvl.cli.common"] = "lua/qwenvl/cli/common.lua",
     ["qwenvl.cli.probe"] = "lua/qwenvl/cli/probe.lua",
     ["qwenvl.cli.smoke"] = "lua/qwenvl/cli/smoke.lua",
