@@ -230,6 +230,7 @@ function M.run(spec)
   if kerr then return fail(kerr) end
   forget_closed()
   local v = spec.view or (spec.buf and views[spec.buf == 0 and vim.api.nvim_get_current_buf() or spec.buf])
+  if v and not v:valid() then v = nil end
   if spec.buf and not v then return fail("QwenVL: buffer " .. tostring(spec.buf) .. " is not an answer buffer") end
   if v and v.job then
     return fail("QwenVL: an answer is still arriving in this buffer; wait for it, or :QwenVL cancel")
@@ -245,7 +246,7 @@ function M.run(spec)
     local from = v and { image = v.image, images = v.images } or spec
     local serr
     s, serr = new_session(q, { image = from.image, images = from.images, system = spec.system })
-    if not s then return fail("QwenVL: " .. tostring(serr)) end
+    if not s then return fail(tostring(serr)) end
   end
   local ok, h, serr = pcall(s.start, s, spec.prompt, turn)
   if not ok then return fail("QwenVL: " .. tostring(h)) end

@@ -378,6 +378,24 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
       r.notes[1].msg)
   end)
 
+  it("a file that is not an image: one message, no buffer, nothing sent", function()
+    local model = standin.scenario_model("nvim-notimage", "ok")
+    local notimage = dir .. "/notes.png"
+    fx.write(notimage, "just text, not a picture\n")
+    local r = nvim([[
+      require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
+      vim.cmd("QwenVL describe " .. cfg.notimage)
+      out.bufs = #answer_bufs()
+      out.in_flight = require("qwenvl.nvim").in_flight()
+    ]], { env = standin_env(), cfg = { model = model, notimage = notimage } })
+    assert.are.equal(0, r.bufs)
+    assert.are.equal(0, r.in_flight)
+    assert.are.equal(1, #r.notes)
+    assert.matches("^qwenvl: invalid_request: image", r.notes[1].msg)
+    assert.matches("notes.png", r.notes[1].msg, 1, true)
+    assert.are.equal(0, #srv:requests(model))
+  end)
+
   it("falls back to the timer when qwenvl.fd() gives no descriptor (a poll() engine)", function()
     local model = standin.scenario_model("nvim-nofd", "stall=200+delay=300")
     local r = nvim([[
