@@ -18,10 +18,11 @@
 -- install it again. So the first Ctrl-C during an answer stops that answer
 -- (the core cancels the transfer before the error reaches us) and the next
 -- one, wherever it comes, ends the process (exit status 130, by the
--- signal). At the prompt Lua 5.4's read returns at once (its handler is
--- installed without SA_RESTART); LuaJIT's read would be restarted by the
--- kernel and wait for Enter, so there the prompt waits in poll() (through
--- the FFI), which a signal always interrupts. Lua 5.1/5.3 wait for Enter.
+-- signal). At the prompt the read returns at once on Lua 5.4 and 5.3
+-- (their handler is installed without SA_RESTART); LuaJIT's read would be
+-- restarted by the kernel and wait for Enter, so there the prompt waits
+-- in poll() (through the FFI), which a signal always interrupts. Lua 5.1
+-- waits for Enter.
 local c = require("qwenvl.cli.common")
 local evidence = require("qwenvl.evidence")
 local sys = require("qwenvl.sys")
