@@ -70,7 +70,7 @@ DEB_RUN_PACKAGES := build-essential libcurl4-openssl-dev libssl-dev \
 DEB_DEV_PACKAGES := pkg-config curl openssl lua5.3 liblua5.3-dev lua5.1 \
   liblua5.1-0-dev luajit2 libluajit2-5.1-dev lua-busted luarocks python3-yaml \
   libvips-dev libvips-tools python3-requests nginx-light libnginx-mod-http-lua lua-resty-core \
-  neovim clang libclang-rt-14-dev valgrind lua-rex-pcre2
+  neovim tmux clang libclang-rt-14-dev valgrind lua-rex-pcre2
 
 DEB_PACKAGES := $(DEB_RUN_PACKAGES) $(DEB_DEV_PACKAGES)
 

@@ -97,6 +97,7 @@ build = {
     ["qwenvl.cli"] = "lua/qwenvl/cli.lua",
     ["qwenvl.cli.analyze"] = "lua/qwenvl/cli/analyze.lua",
     ["qwenvl.cli.batch"] = "lua/qwenvl/cli/batch.lua",
+    ["qwenvl.cli.chat"] = "lua/qwenvl/cli/chat.lua",
     ["qwenvl.cli.common"] = "lua/qwenvl/cli/common.lua",
     ["qwenvl.cli.job"] = "lua/qwenvl/cli/job.lua",
     ["qwenvl.cli.probe"] = "lua/qwenvl/cli/probe.lua",

@@ -8,7 +8,8 @@
 #                       concurrent, statuses, streams; the example as a
 #                       user who is not root), headless Neovim (vim.loop;
 #                       the timer loop on the poll() build), HTTP/2 on both
-#                       engines, batch captioning tool.
+#                       engines, batch captioning tool, `qwenvl chat` in a
+#                       terminal (tmux) on Lua 5.4 and LuaJIT.
 #   make test-hosts HOSTS_SPECS=spec/hosts/nginx_test.lua   one host alone
 #   make deps-hosts     install what those need (as root), like `make deps`
 #
@@ -21,7 +22,7 @@
 
 HOSTS_DEB_PACKAGES := lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev lua5.4 \
   liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-socket lua-busted \
-  luarocks nginx-light libnginx-mod-http-lua lua-resty-core neovim curl \
+  luarocks nginx-light libnginx-mod-http-lua lua-resty-core neovim tmux curl \
   python3 libvips-tools build-essential libcurl4-openssl-dev libssl-dev
 
 HOSTS_BUSTED = lua5.4 $$(command -v busted) --ignore-lua \

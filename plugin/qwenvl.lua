@@ -1,5 +1,7 @@
 -- :QwenVL describe [file]   describe an image (default: the path under the cursor)
--- :QwenVL ask {prompt}      ask about the image under the cursor
+-- :QwenVL ask {prompt}      continue the conversation (this answer buffer's,
+--                           or about the image under the cursor)
+-- :QwenVL new [prompt]      start the conversation over
 -- :QwenVL cancel            cancel every running request
 -- Defines the command only; lua/qwenvl/nvim.lua (and qwenvl.so) load on
 -- first use, so startup pays nothing. :help qwenvl, :checkhealth qwenvl.
@@ -15,11 +17,11 @@ vim.api.nvim_create_user_command("QwenVL", function(o)
   require("qwenvl.nvim").command(o.fargs)
 end, {
   nargs = "+",
-  desc = "Ask Qwen VL about an image: describe [file] | ask {prompt} | cancel",
+  desc = "Ask Qwen VL about an image: describe [file] | ask {prompt} | new [prompt] | cancel",
   complete = function(lead, line)
     if line:match("^%S+%s+%S*$") then
       return vim.tbl_filter(function(c) return c:find(lead, 1, true) == 1 end,
-        { "describe", "ask", "cancel" })
+        { "describe", "ask", "new", "cancel" })
     end
     if line:match("^%S+%s+describe%s") then return vim.fn.getcompletion(lead, "file") end
     return {}

@@ -1,9 +1,12 @@
 -- qwenvl.nvim: ask Qwen VL about images from Neovim without blocking it.
 --
 --   require("qwenvl.nvim").setup{ model = "qwen3-vl-plus" }   -- all optional
---   :QwenVL describe [file]   describe an image (default: the path under the cursor)
---   :QwenVL ask {prompt}      ask about the image under the cursor (in an
---                             answer buffer: about that buffer's image)
+--   :QwenVL describe [file]   describe an image (default: the path under the
+--                             cursor) in a new answer buffer
+--   :QwenVL ask {prompt}      continue the conversation of this answer buffer,
+--                             or about the image under the cursor (in its
+--                             latest answer buffer, else a new one)
+--   :QwenVL new [prompt]      start that conversation over (same buffer)
 --   :QwenVL cancel            cancel every running request
 --
 -- The module is found next to this file (build/luajit/qwenvl.so after
@@ -13,10 +16,11 @@
 -- (qwenvl.nvim.driver). :help qwenvl has the whole story; :checkhealth
 -- qwenvl says what is missing.
 --
--- A request is a job: a handle, the view it writes into, and the image it
--- is about. Views outlive their jobs, so a follow-up question appends a
--- section to the same buffer; a conversation (history sent along) can be
--- added as another kind of request on the same job/view pair.
+-- An answer buffer is a conversation: its view holds a qwenvl.session
+-- (the history, and the images encoded once) and the image it is about.
+-- A request is a job: a handle from the session's s:start(), the view it
+-- writes into. The turn joins the history when its answer is complete (a
+-- canceled or failed one does not), so one question at a time per buffer.
 
 local loader = require("qwenvl.nvim.loader")
 local view_mod = require("qwenvl.nvim.view")
@@ -189,41 +193,88 @@ local function label(image)
   return image
 end
 
--- Fields of M.run's spec that are not request fields.
-local LOCAL = { title = true, view = true, on_done = true }
+-- Fields of M.run's spec that are not request fields (LOCAL), and those
+-- a conversation sets once, when it starts (SESSION).
+local LOCAL = { title = true, view = true, buf = true, on_done = true, prompt = true }
+local SESSION = { image = true, images = true, system = true }
 
---- Start a request; returns the job ({h, view, image, prompt}) or nil, message.
---- spec: image (or images), prompt, and any request fields; title; view (a
---- buffer's view to append to); on_done(res, err, job) on the main loop.
+local function forget_closed()
+  for b, v in pairs(views) do
+    if not v:valid() then views[b] = nil end
+  end
+end
+
+-- A conversation: the connection fields and setup's request fields as
+-- every turn's defaults; the images are encoded here, once.
+local function new_session(q, spec)
+  local opts = M.connection()
+  for k in pairs(SESSION) do
+    if spec[k] ~= nil then opts[k] = spec[k] end
+  end
+  return q.session(opts)
+end
+
+--- Start a request and show it in a buffer; returns the job ({h, view,
+--- image, prompt}) or nil, message. spec: prompt; image (or images) and
+--- system for a new conversation; any request fields (this question only);
+--- title; buf (an answer buffer whose conversation to continue: its
+--- history and images go along; image/images then add images to this
+--- question); on_done(res, err, job) on the main loop.
 function M.run(spec)
   local q, err = engine()
   if not q then return fail(err) end
-  local req = M.connection()
-  req.stream = config.stream
-  for k, v in pairs(spec) do
-    if not LOCAL[k] then req[k] = v end
+  if type(spec.prompt) ~= "string" or spec.prompt == "" then
+    return fail("QwenVL: a request needs a prompt")
   end
   local _, kerr = M.target(q)
   if kerr then return fail(kerr) end
-  local h, serr = q.start(req)
+  forget_closed()
+  local v = spec.view or (spec.buf and views[spec.buf == 0 and vim.api.nvim_get_current_buf() or spec.buf])
+  if v and not v:valid() then v = nil end
+  if spec.buf and not v then return fail("QwenVL: buffer " .. tostring(spec.buf) .. " is not an answer buffer") end
+  if v and v.job then
+    return fail("QwenVL: an answer is still arriving in this buffer; wait for it, or :QwenVL cancel")
+  end
+  local s = v and v.session
+  local turn = { stream = config.stream }
+  for k, val in pairs(spec) do
+    if not LOCAL[k] and not SESSION[k] then turn[k] = val end
+  end
+  if s then
+    turn.image, turn.images = spec.image, spec.images
+  else
+    local from = v and { image = v.image, images = v.images } or spec
+    local serr
+    s, serr = new_session(q, { image = from.image, images = from.images, system = spec.system })
+    if not s then return fail(tostring(serr)) end
+  end
+  local ok, h, serr = pcall(s.start, s, spec.prompt, turn)
+  if not ok then return fail("QwenVL: " .. tostring(h)) end
   if not h then return fail(tostring(serr)) end
-  local v = spec.view
-  if not (v and v:valid() and not v.job) then
-    v = view_mod.open(spec.title or label(req.image or req.images), config.split)
+  if not v then
+    v = view_mod.open(spec.title or label(spec.image or spec.images), config.split)
+    v.image, v.images = spec.image, spec.images
   else
     v:show(config.split)
   end
-  v.image, v.images = spec.image, spec.images
-  v:section(req.prompt or "")
+  v.session = s
+  v:section(spec.prompt)
   v:status("_waiting..._")
-  for b, other in pairs(views) do
-    if not other:valid() then views[b] = nil end
-  end
   views[v.buf] = v
   local job = driver:add(h, on_text, on_done,
-    { view = v, image = v.image or v.images, prompt = req.prompt, callback = spec.on_done })
+    { view = v, image = v.image or v.images, prompt = spec.prompt, callback = spec.on_done })
   v.job = job
   return job
+end
+
+--- The conversation of an answer buffer (default: the current one): its
+--- turns as qwenvl.session's s:history() gives them ({role, text,
+--- images}), {} before the first answer, nil for another buffer.
+function M.history(buf)
+  if buf == nil or buf == 0 then buf = vim.api.nvim_get_current_buf() end
+  local v = views[buf]
+  if not v or not v:valid() then return nil end
+  return v.session and v.session:history() or {}
 end
 
 --- Cancel one job, or every running request; returns how many.
@@ -267,7 +318,54 @@ function M.image_at(arg)
   return nil
 end
 
-local USAGE = "QwenVL: describe [file] | ask {prompt} | cancel"
+-- The latest answer buffer about `image` (one image), or nil.
+local function view_for(image)
+  forget_closed()
+  local best
+  for b, v in pairs(views) do
+    if v.image == image and not v.images and (not best or b > best.buf) then best = v end
+  end
+  return best
+end
+
+-- The conversation a command is about: the current answer buffer, else the
+-- latest one about the image under the cursor. Returns view, image.
+local function conversation()
+  local here = views[vim.api.nvim_get_current_buf()]
+  if here and here:valid() then return here end
+  local image = M.image_at()
+  if not image then return nil end
+  return view_for(image), image
+end
+
+--- Start the conversation of an answer buffer over (the same image; a new
+--- session, so earlier turns are not sent); with a prompt, ask it. Outside
+--- an answer buffer: the latest one about the image under the cursor, or a
+--- new one. Returns the view (or the job with a prompt), or nil, message.
+function M.new(prompt)
+  local v, image = conversation()
+  if not v and not image then
+    return fail("QwenVL: new: put the cursor on an image path or URL, or run it in an answer buffer")
+  end
+  if v and v.job then
+    return fail("QwenVL: an answer is still arriving in this buffer; wait for it, or :QwenVL cancel")
+  end
+  if v then
+    if v.session then v:mark("_new conversation_") end
+    v.session = nil
+    v:show(config.split)
+  else
+    local q, err = engine()
+    if not q then return fail(err) end
+    v = view_mod.open(label(image), config.split)
+    v.image = image
+    views[v.buf] = v
+  end
+  if prompt and prompt ~= "" then return M.run{ view = v, prompt = prompt } end
+  return v
+end
+
+local USAGE = "QwenVL: describe [file] | ask {prompt} | new [prompt] | cancel"
 
 function M.command(args)
   local sub, rest = args[1], table.concat(args, " ", 2)
@@ -279,13 +377,12 @@ function M.command(args)
     return M.run{ image = image, prompt = config.describe_prompt }
   elseif sub == "ask" then
     if rest == "" then return fail("QwenVL: ask needs a prompt (:QwenVL ask what colour is the car?)") end
-    local here = views[vim.api.nvim_get_current_buf()]
-    if here and (here.image or here.images) then
-      return M.run{ image = here.image, images = here.images, prompt = rest, view = here }
-    end
-    local image = M.image_at()
+    local v, image = conversation()
+    if v then return M.run{ view = v, prompt = rest } end
     if not image then return fail("QwenVL: put the cursor on an image path or URL") end
     return M.run{ image = image, prompt = rest }
+  elseif sub == "new" then
+    return M.new(rest)
   elseif sub == "cancel" then
     local n = M.cancel()
     notify(("QwenVL: canceled %d request%s"):format(n, n == 1 and "" or "s"), vim.log.levels.INFO)
@@ -294,6 +391,6 @@ function M.command(args)
   return fail(USAGE)
 end
 
-M.SUBCOMMANDS = { "describe", "ask", "cancel" }
+M.SUBCOMMANDS = { "describe", "ask", "new", "cancel" }
 
 return M

@@ -3,7 +3,8 @@
 -- that engine has no descriptor (qwenvl.fd() is nil), so the driver runs
 -- on a vim.loop timer at min(timeout_ms(), tick_ms). A streamed answer
 -- must still fill the buffer in steps while the editor's own 20 ms timer
--- keeps ticking, and :checkhealth must say which loop runs.
+-- keeps ticking, a follow-up must carry the conversation, and
+-- :checkhealth must say which loop runs.
 -- (spec/hosts/nvim_test.lua covers the plugin itself on the epoll build.)
 local standin = require("spec.support.standin")
 local fx = require("spec.support.fixtures")
@@ -45,6 +46,13 @@ local ok, err = pcall(function()
   t:stop() t:close()
   out.ticks, out.max_gap_ms = ticks, gap
   out.final = text()
+  -- a follow-up in the answer buffer, on the same timer loop
+  vim.api.nvim_set_current_buf(buf)
+  vim.cmd("QwenVL ask And the colours?")
+  out.finished2 = vim.wait(10000, function()
+    return qn.in_flight() == 0 and text():match("[^\n]*$"):find("tokens_$") ~= nil
+  end, 5)
+  out.history = qn.history(buf)
   vim.cmd("checkhealth qwenvl")
   out.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end)
@@ -101,8 +109,18 @@ describe("Neovim plugin on the poll() engine (build/luajit-poll)", function()
     assert.is_true(r.max_gap_ms < 500, "the editor's timer stalled for " .. r.max_gap_ms .. " ms")
     -- what arrived at the stand-in, and what came back
     local reqs = srv:requests(model)
-    assert.are.equal(1, #reqs)
+    assert.are.equal(2, #reqs)
     assert.is_true(reqs[1].body.stream)
+    -- the follow-up carried the first question, its image and its answer
+    assert.is_true(r.finished2)
+    local m = reqs[2].body.messages
+    assert.are.equal(3, #m)
+    assert.are.equal(fx.sha256(image), m[1].content[1].image_url.url.sha256)
+    assert.are.equal("Describe this image in detail.", m[1].content[2].text)
+    assert.are.equal(r.history[2].text, m[2].content)
+    assert.matches("^STANDIN ", m[2].content)
+    assert.are.equal("And the colours?", m[3].content)
+    assert.are.equal(4, #r.history)
     local a = cjson.decode(r.final:match("STANDIN (%b{})"))
     assert.are.equal(fx.sha256(image), a.images[1].sha256)
     assert.matches("_qwen3%-vl%-plus, [%d.]+ s, %d+ tokens_$", r.final)

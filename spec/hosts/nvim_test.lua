@@ -170,6 +170,24 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     assert.are.equal(prompt, a.prompt)
   end
 
+  -- What the stand-in received: per message {role, text, {image SHA-256s}}.
+  local function turns(body)
+    local list = {}
+    for i, m in ipairs(body.messages) do
+      local text, shas = m.content, {}
+      if type(m.content) == "table" then
+        local parts = {}
+        for _, p in ipairs(m.content) do
+          if p.type == "text" then parts[#parts + 1] = p.text
+          elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
+        end
+        text = table.concat(parts, "\n")
+      end
+      list[i] = { m.role, text, shas }
+    end
+    return list
+  end
+
   it("streams :QwenVL describe into a scratch buffer on the fd loop, without blocking", function()
     local model = standin.scenario_model("nvim-fd", "stall=300+delay=800")
     local r = nvim([[
@@ -227,7 +245,7 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     assert.are.same({}, r.notes)
   end)
 
-  it("runs on a timer when asked (setup{ loop = \"timer\" }), and ask appends to the answer buffer", function()
+  it("runs on a timer when asked (setup{ loop = \"timer\" }); ask continues the conversation in the answer buffer", function()
     local model = standin.scenario_model("nvim-timer", "stall=200+delay=500")
     local r = nvim([[
       require("qwenvl.nvim").setup{ model = cfg.model, split = "none", loop = "timer", tick_ms = 10 }
@@ -249,6 +267,8 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
       out.bufs_after_ask = #answer_bufs()
       out.finished2 = wait_answer(buf)
       out.final = text_of(buf)
+      out.history_roles = {}
+      for i, t in ipairs(qn.history(buf)) do out.history_roles[i] = t.role end
     ]], { env = standin_env(), cfg = { model = model } })
     assert.is_true(r.finished and r.finished2, r.final)
     assert.are.equal("timer", r.status.loop)
@@ -268,9 +288,112 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
     assert_answer_about_image(first, "Describe this image in detail.")
     assert.matches("tokens_\n", first)
     assert_answer_about_image(second, "What colour is it?")
+    -- the follow-up carried the conversation: the first question with the
+    -- image (by SHA-256), the first answer as the buffer shows it, then
+    -- the new question alone
     local reqs = srv:requests(model)
     assert.are.equal(2, #reqs)
+    assert.are.same({ { "user", "Describe this image in detail.", { sha } } }, turns(reqs[1].body))
+    local answer1 = first:match("\n> Describe this image in detail%.\n\n(.-)\n\n_qwen3")
+    assert.are.same({ { "user", "Describe this image in detail.", { sha } },
+                      { "assistant", answer1, {} },
+                      { "user", "What colour is it?", {} } }, turns(reqs[2].body))
+    assert.are.same({ "user", "assistant", "user", "assistant" }, r.history_roles)
     assert.are.same({}, r.notes)
+  end)
+
+  it("ask continues the image's answer buffer from anywhere; new starts it over", function()
+    local model = standin.scenario_model("nvim-converse", "ok")
+    local r = nvim([[
+      require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
+      local qn = require("qwenvl.nvim")
+      local src = vim.api.nvim_get_current_buf()
+      vim.api.nvim_buf_set_lines(src, 0, -1, false, { "see " .. cfg.image .. " here" })
+      local function on_image()
+        vim.api.nvim_set_current_buf(src)
+        vim.api.nvim_win_set_cursor(0, { 1, 8 })
+      end
+      local function ask(cmd)
+        on_image()
+        vim.cmd(cmd)
+        local buf = answer_bufs()[#answer_bufs()]
+        assert(wait_answer(buf), "no answer to " .. cmd .. ":\n" .. text_of(buf))
+        return buf
+      end
+      local b1 = ask("QwenVL ask What is it?")
+      local b2 = ask("QwenVL ask And its size?")
+      out.same_after_ask = b1 == b2
+      out.history_after_two = #qn.history(b1)
+      -- from the answer buffer itself: start over, then ask
+      vim.api.nvim_set_current_buf(b1)
+      vim.cmd("QwenVL new")
+      out.history_after_new = #qn.history(b1)
+      vim.api.nvim_set_current_buf(b1)
+      vim.cmd("QwenVL ask Again?")
+      out.finished3 = wait_answer(b1)
+      -- from the source buffer, with a prompt: over again, at once
+      local b4 = ask("QwenVL new Fresh start?")
+      out.same_after_new = b4 == b1
+      out.bufs = #answer_bufs()
+      out.history_end = qn.history(b1)
+      out.final = text_of(b1)
+      -- a second question while an answer is arriving is refused, not mixed in
+      vim.api.nvim_set_current_buf(b1)
+      vim.cmd("QwenVL ask one")
+      vim.cmd("QwenVL ask two")
+      out.finished5 = wait_answer(b1)
+      out.history_busy = #qn.history(b1)
+    ]], { env = standin_env(), cfg = { model = model } })
+    assert.is_true(r.same_after_ask and r.same_after_new and r.finished3 and r.finished5, r.final)
+    assert.are.equal(1, r.bufs)
+    assert.are.equal(4, r.history_after_two)
+    assert.are.equal(0, r.history_after_new)
+    assert.are.equal(2, #r.history_end)
+    assert.are.equal("Fresh start?", r.history_end[1].text)
+    assert.are.equal(sha, r.history_end[1].images[1].sha256)
+    assert.are.equal(4, r.history_busy)
+    -- the buffer reads as the conversation went: a mark where it started over
+    local marks = 0
+    for _ in r.final:gmatch("\n_new conversation_\n") do marks = marks + 1 end
+    assert.are.equal(2, marks)
+    local reqs = srv:requests(model)
+    assert.are.equal(5, #reqs)
+    local function prompts(body)
+      local list = {}
+      for _, t in ipairs(turns(body)) do list[#list + 1] = t[1] .. ":" .. (t[1] == "user" and t[2] or "...") end
+      return table.concat(list, " | ")
+    end
+    assert.are.equal("user:What is it?", prompts(reqs[1].body))
+    assert.are.equal("user:What is it? | assistant:... | user:And its size?", prompts(reqs[2].body))
+    assert.are.equal("user:Again?", prompts(reqs[3].body))
+    assert.are.equal("user:Fresh start?", prompts(reqs[4].body))
+    assert.are.equal("user:Fresh start? | assistant:... | user:one", prompts(reqs[5].body))
+    -- the image went with the first question of each conversation, and only there
+    for i, want in ipairs({ { sha }, { sha }, { sha }, { sha }, { sha } }) do
+      assert.are.same(want, turns(reqs[i].body)[1][3], "request " .. i)
+    end
+    assert.are.same({}, turns(reqs[2].body)[3][3])
+    assert.are.equal(1, #r.notes)
+    assert.are.equal("QwenVL: an answer is still arriving in this buffer; wait for it, or :QwenVL cancel",
+      r.notes[1].msg)
+  end)
+
+  it("a file that is not an image: one message, no buffer, nothing sent", function()
+    local model = standin.scenario_model("nvim-notimage", "ok")
+    local notimage = dir .. "/notes.png"
+    fx.write(notimage, "just text, not a picture\n")
+    local r = nvim([[
+      require("qwenvl.nvim").setup{ model = cfg.model, split = "none" }
+      vim.cmd("QwenVL describe " .. cfg.notimage)
+      out.bufs = #answer_bufs()
+      out.in_flight = require("qwenvl.nvim").in_flight()
+    ]], { env = standin_env(), cfg = { model = model, notimage = notimage } })
+    assert.are.equal(0, r.bufs)
+    assert.are.equal(0, r.in_flight)
+    assert.are.equal(1, #r.notes)
+    assert.matches("^qwenvl: invalid_request: image", r.notes[1].msg)
+    assert.matches("notes.png", r.notes[1].msg, 1, true)
+    assert.are.equal(0, #srv:requests(model))
   end)
 
   it("falls back to the timer when qwenvl.fd() gives no descriptor (a poll() engine)", function()
@@ -473,7 +596,8 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
       vim.cmd("helptags " .. cfg.root .. "/doc")
       out.opened = {}
       for _, tag in ipairs({ "qwenvl", "qwenvl-setup", ":QwenVL", ":QwenVL-describe", ":QwenVL-ask",
-                             ":QwenVL-cancel", "qwenvl-keys", "qwenvl-health", "qwenvl-install" }) do
+                             ":QwenVL-new", ":QwenVL-cancel", "qwenvl-keys", "qwenvl-health",
+                             "qwenvl-install", "qwenvl.nvim.history()" }) do
         vim.cmd("help " .. tag)
         local line = vim.api.nvim_get_current_line()
         out.opened[tag] = { file = vim.fn.expand("%:p"), buftype = vim.bo.buftype,

@@ -5,12 +5,13 @@
 --   v:append("streamed text")           -- adds to the answer, keeps the footer
 --   v:status("_streaming..._")          -- the footer line under the answer
 --   v:finish(final_text, "_qwen3-vl-plus, 1.2 s, 300 tokens_")
+--   v:mark("_new conversation_")        -- a line under everything
 --
 -- One buffer holds a title and then sections (prompt, answer, footer); a
--- later section goes under the earlier ones, which is how a follow-up
--- question about the same image (and later a conversation) reads. Only
--- the last section changes. Streaming appends to the answer's last line
--- instead of rewriting the whole answer, so long answers stay cheap.
+-- later section goes under the earlier ones, which is how a conversation
+-- about the same image reads. Only the last section changes. Streaming
+-- appends to the answer's last line instead of rewriting the whole
+-- answer, so long answers stay cheap.
 -- The buffer is 'nomodifiable' except while this module writes it, so
 -- edits cannot shift the lines the answer is written to.
 
@@ -53,6 +54,14 @@ function View:section(prompt)
   self.start = n + #lines     -- 0-based index of the answer's first line
   self.nlines = 0
   self.foot = nil
+  return self
+end
+
+--- A line under everything (e.g. where a conversation starts over); the
+--- last section is done by then, so it stays as it is.
+function View:mark(text)
+  local n = vim.api.nvim_buf_line_count(self.buf)
+  self:write(n, n, { "", text })
   return self
 end
 
