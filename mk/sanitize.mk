@@ -85,6 +85,7 @@ check-asan: asan
 
 check-valgrind:
 	$(MAKE) --no-print-directory LUA=lua5.4 all
+	$(MAKE) --no-print-directory units-valgrind
 	@echo "check-valgrind: $(SAN_SPECS)"; start=$$(date +%s); \
 	QWENVL_UNDER_VALGRIND=1 VIPSHOME=/nonexistent VIPS_NOVECTOR=1 $(SAN_VALGRIND) \
 	  $(call SAN_BUSTED,build/lua5.4) $(SAN_SPECS); rc=$$?; \

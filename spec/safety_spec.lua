@@ -372,4 +372,14 @@ describe("safety", function()
       assert.is_false(holds_key(err))
     end)
   end)
+
+  it("exports only luaopen_qwenvl: no qv_* name can clash with a host's symbols", function()
+    local so = assert(package.searchpath("qwenvl", package.cpath))
+    local out = fx.sh("nm -D --defined-only " .. so)
+    local names = {}
+    for kind, name in out:gmatch("%x+ (%a) ([%w_@%.]+)") do
+      if kind:match("[TtDdBbRrVvWw]") and not name:match("^_") then names[#names + 1] = name end
+    end
+    assert.are.same({ "luaopen_qwenvl" }, names)
+  end)
 end)
