@@ -1,4 +1,5 @@
 /* qv_json: fields out of JSON text, cjson's dialect (see qv_json.h). */
+#include <float.h>
 #include <locale.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -253,14 +254,17 @@ static bytes scan_number(bytes p, bytes e) {
 
 /* The common case exactly, without strtod: at most 19 digits, a value
 ** below 2^53 and a power of ten below 1e23 are each exact, so one IEEE
-** multiply or divide rounds as strtod does (Clinger's fast path). */
+** multiply or divide rounds as strtod does (Clinger's fast path). Only
+** where doubles are computed as doubles (not x87's wider registers). */
 static int number_fast(bytes p, bytes e, double *out) {
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
   static const double pow10[] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
     1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
   uint64_t m = 0;
   int neg = 0, nd = 0, k = 0, x = 0, xneg = 0, xd = 0;
   double d;
+  if (e - p > 40) return 0;   /* keeps k small; longer texts gain nothing */
   if (*p == '-' || *p == '+') neg = *p++ == '-';
   for (; p < e && is_digit(*p); p++) {
     if (m == 0 && *p == '0') continue;
@@ -291,6 +295,10 @@ static int number_fast(bytes p, bytes e, double *out) {
   d = k < 0 ? d / pow10[-k] : d * pow10[k];
   *out = neg ? -d : d;
   return 1;
+#else
+  (void)p; (void)e; (void)out;
+  return 0;
+#endif
 }
 
 /* Append the decimal of v (v >= 0) to b at *at. */
@@ -303,11 +311,12 @@ static void put_long(char *b, size_t *at, long long v) {
 
 /* A number text too long to copy, rewritten to one strtod reads as the
 ** same double: the first significant digits (more than any rounding
-** decision between two doubles needs: 767 decimal, 14 hex), a '1' after
-** them if anything non-zero was dropped (it lies strictly between the
-** same neighbours), and the exponent adjusted, clamped far beyond where
-** strtod saturates anyway. A NaN's payload is dropped. Returns the
-** length. */
+** decision needs: a halfway point between two doubles has at most 768
+** significant decimal digits, 15 hex ones), then a '1' if anything
+** non-zero was dropped (the shortened value then lies strictly between
+** the same two halfway points as the real one), and the exponent
+** adjusted, clamped far beyond where strtod saturates anyway. A NaN's
+** payload is dropped (its sign is kept). Returns the length. */
 #define KEEP_DEC 780
 #define KEEP_HEX 30
 #define REDUCED_MAX (KEEP_DEC + 48)
@@ -493,6 +502,7 @@ after:
 ** Bounded by e whatever the bytes. */
 static bytes skip_value(bytes p, bytes e) {
   int depth = 0;
+  if (p >= e) return e;
   if (*p == '"') return skip_string(p, e);
   if (*p != '{' && *p != '[') {
     while (p < e && *p != ',' && *p != ']' && *p != '}' && *p != ':' &&

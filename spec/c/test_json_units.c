@@ -7,6 +7,7 @@
 ** units-valgrind) and ASan. One line per failure, then "N passed, N
 ** failed".
 */
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,37 @@ static void test_members(void) {
   free(text);
 }
 
+/* qv_json_get steps into an element without looking for its end first:
+** what it finds inside must still stop at that element's end. */
+static void test_get_through_arrays(void) {
+  static const char t[] =
+    "[{\"a\":1},{\"a\":2,\"b\":[[3,4],[5]]},{\"a\":3,\"c\":{\"a\":9}},[],[7]]";
+  const qv_json_step a1[] = { { NULL, 1 }, { "a", 0 } };
+  const qv_json_step c0[] = { { NULL, 0 }, { "c", 0 } };
+  const qv_json_step b10[] = { { NULL, 1 }, { "b", 0 }, { NULL, 1 }, { NULL, 0 } };
+  const qv_json_step b11[] = { { NULL, 1 }, { "b", 0 }, { NULL, 1 }, { NULL, 1 } };
+  const qv_json_step b0[] = { { NULL, 1 }, { "b", 0 }, { NULL, 0 } };
+  const qv_json_step e0[] = { { NULL, 3 }, { NULL, 0 } };
+  const qv_json_step f0[] = { { NULL, 4 }, { NULL, 0 } };
+  const qv_json_step f1[] = { { NULL, 4 }, { NULL, 1 } };
+  const qv_json_step ca[] = { { NULL, 2 }, { "c", 0 }, { "a", 0 } };
+  const qv_json_step b[] = { { NULL, 1 } };
+  char *text = exact(t, sizeof t - 1);
+  qv_json_val root, v;
+  CHECK(qv_json_parse(text, sizeof t - 1, &root) == 0);
+  CHECK(qv_json_get(&root, a1, 2, &v) == 0 && raw_is(&v, "2"));
+  CHECK(qv_json_get(&root, c0, 2, &v) == -1);        /* "c" is in a later element */
+  CHECK(qv_json_get(&root, b10, 4, &v) == 0 && raw_is(&v, "5"));
+  CHECK(qv_json_get(&root, b11, 4, &v) == -1);
+  CHECK(qv_json_get(&root, b0, 3, &v) == 0 && raw_is(&v, "[3,4]"));
+  CHECK(qv_json_get(&root, e0, 2, &v) == -1);
+  CHECK(qv_json_get(&root, f0, 2, &v) == 0 && raw_is(&v, "7"));
+  CHECK(qv_json_get(&root, f1, 2, &v) == -1);
+  CHECK(qv_json_get(&root, ca, 3, &v) == 0 && raw_is(&v, "9"));
+  CHECK(qv_json_get(&root, b, 1, &v) == 0 && raw_is(&v, "{\"a\":2,\"b\":[[3,4],[5]]}"));
+  free(text);
+}
+
 static int unescapes_to(const char *json, const char *want, size_t n) {
   size_t jn = strlen(json);
   char *text = exact(json, jn);
@@ -351,6 +383,19 @@ static int number_is(const char *json, double want) {
            qv_json_number(&root, &d) == 0 && same_double(d, want) &&
            same_double(ref, want) && end == json + jn;
   if (!ok) printf("  %.60s: got %.17g, strtod %.17g\n", json, d, ref);
+  free(text);
+  return ok;
+}
+
+/* As number_is, without strtod's opinion (under another locale). */
+static int number_is_loose(const char *json, double want) {
+  size_t jn = strlen(json);
+  char *text = exact(json, jn);
+  qv_json_val root;
+  double d = 0;
+  int ok = qv_json_parse(text, jn, &root) == 0 && qv_json_number(&root, &d) == 0 &&
+           same_double(d, want);
+  if (!ok) printf("  %.60s: got %.17g\n", json, d);
   free(text);
   return ok;
 }
@@ -442,14 +487,42 @@ static void test_numbers(void) {
   CHECK(qv_json_number(NULL, &d) == -1);
 }
 
+/* strtod reads the locale's decimal point; qv_json_number must not care.
+** Needs a locale with a decimal comma (skipped when none is installed;
+** LOCPATH may point at one made with localedef). */
+static void test_locale(void) {
+  static const char *const names[] = { "de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8",
+                                       "ru_RU.UTF-8", NULL };
+  int i;
+  for (i = 0; names[i] != NULL; i++)
+    if (setlocale(LC_NUMERIC, names[i]) != NULL &&
+        localeconv()->decimal_point[0] == ',')
+      break;
+  if (names[i] == NULL) {
+    printf("note: no locale with a decimal comma, test_locale skipped\n");
+    setlocale(LC_NUMERIC, "C");
+    return;
+  }
+  CHECK(number_is_loose("1.5e-30", 1.5e-30));        /* strtod's path */
+  CHECK(number_is_loose("0.1", 0.1));                /* the fast path */
+  CHECK(number_is_loose("0x1.8p1", 3.0));
+  {
+    char big[512];
+    CHECK(number_is_loose(padded(big, "2.5", 300, "e-1"), 0.25));
+  }
+  setlocale(LC_NUMERIC, "C");
+}
+
 int main(void) {
   test_acceptance();
   test_nul();
   test_depth();
   test_paths();
   test_members();
+  test_get_through_arrays();
   test_strings();
   test_numbers();
+  test_locale();
   printf("%d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
