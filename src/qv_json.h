@@ -14,11 +14,12 @@
 **    "0x1F", "0x1.8p3", "Infinity", "-nan", "nan(abc)", "1e999" (HUGE_VAL);
 **    ".5", "1e", "0x" and "- 1" are refused as cjson refuses them;
 **  - control characters (TAB, LF, ...) stand raw inside strings, and bytes
-**    that are not UTF-8 pass through unchanged (a raw NUL does not: it
-**    ends the text, as cjson reads a C string);
-**  - after the value and its trailing white space, a NUL byte ends the
-**    text: "{}\0anything" is {}; but the text is refused when s[0] or s[1]
-**    is NUL (cjson's "does not support UTF-16 or UTF-32" check, n >= 2).
+**    that are not UTF-8 pass through unchanged;
+**  - cjson reads a C string, so a NUL byte ends the text: after the value
+**    and its trailing white space that is the end ("{}\0anything" is {}),
+**    anywhere else (a string included) the text is refused, and so it is
+**    when s[0] or s[1] is NUL (cjson's "does not support UTF-16 or UTF-32"
+**    check, n >= 2).
 ** As RFC 8259 and cjson: no trailing commas, no comments, no BOM, white
 ** space is only space, TAB, LF and CR, true/false/null are lowercase, and
 ** a lone or reversed \u surrogate is refused (a pair becomes one 4-byte
@@ -107,9 +108,11 @@ int qv_json_string(const qv_json_val *v, qv_buf *out);
 ** No allocation. */
 int qv_json_eq(const qv_json_val *v, const char *s, size_t n);
 
-/* The double cjson.decode yields for number value v (the strtod of its
-** text, read with '.' as the decimal point whatever the locale). -1 if v
-** is not a number. */
+/* The double cjson.decode yields for number value v: what glibc strtod
+** reads from its text, with '.' as the decimal point whatever the locale
+** (short decimals are converted exactly without strtod; a text of 128
+** bytes or more is shortened first, to the same double). -1 if v is not
+** a number. */
 int qv_json_number(const qv_json_val *v, double *out);
 
 #endif
