@@ -328,6 +328,42 @@ static void test_get_through_arrays(void) {
   free(text);
 }
 
+/* Values qv_json_parse never made (cut short, or not JSON): the readers
+** find nothing or something, but stay inside the bytes and end. */
+static void test_not_validated(void) {
+  static const char *const texts[] = { "{\"a\":", "{\"a\"", "[1,", "[\"\\", "\"\\u12",
+                                       "\"\\ud800\\u", "{}}", "[}", "{\"a\":}", "x" };
+  size_t i;
+  for (i = 0; i < sizeof texts / sizeof *texts; i++) {
+    size_t n = strlen(texts[i]);
+    char *text = exact(texts[i], n);
+    qv_json_val g, v, k;
+    qv_json_iter it;
+    qv_buf b;
+    double d;
+    int steps = 0;
+    qv_buf_init(&b);
+    g.p = text;
+    g.n = n;
+    g.type = QV_JSON_OBJECT;
+    (void)qv_json_member(&g, "a", &v);
+    if (qv_json_iter_init(&it, &g) == 0)
+      while (qv_json_next(&it, &k, &v) && steps < 100) steps++;
+    g.type = QV_JSON_ARRAY;
+    (void)qv_json_index(&g, 2, &v);
+    if (qv_json_iter_init(&it, &g) == 0)
+      while (qv_json_next(&it, &k, &v) && steps < 200) steps++;
+    CHECK(steps < 20);
+    g.type = QV_JSON_STRING;
+    (void)qv_json_string(&g, &b);
+    (void)qv_json_eq(&g, "a", 1);
+    g.type = QV_JSON_NUMBER;
+    (void)qv_json_number(&g, &d);
+    qv_buf_free(&b);
+    free(text);
+  }
+}
+
 static int unescapes_to(const char *json, const char *want, size_t n) {
   size_t jn = strlen(json);
   char *text = exact(json, jn);
@@ -520,6 +556,7 @@ int main(void) {
   test_paths();
   test_members();
   test_get_through_arrays();
+  test_not_validated();
   test_strings();
   test_numbers();
   test_locale();
