@@ -5,6 +5,7 @@
 ** raw UTF-8, a few escapes, usage with details). Each mode runs its
 ** per-body function N times:
 **
+**   parse     qv_json_parse alone (the validating pass)
 **   qv        qv_json_parse, then choices[0].message.content and model
 **             unescaped into a qv_buf, usage's span found
 **   qv_all    what qwenvl.chat needs: as qv plus reasoning_content,
@@ -18,7 +19,7 @@
 **   json_bench MODE N
 **
 ** Instructions are counted by bench/json_bench.sh under callgrind, with
-** --toggle-collect on the mode's function (one_qv, one_qv_all,
+** --toggle-collect on the mode's function (one_parse, one_qv, one_qv_all,
 ** one_qv_lua, one_cjson); without valgrind the program prints nanoseconds per body.
 */
 #include <stdio.h>
@@ -68,6 +69,12 @@ static void fail(const char *what) {
 }
 
 /* noinline keeps each a function of its own for --toggle-collect */
+__attribute__((noinline)) static void one_parse(ctx *c) {
+  qv_json_val root;
+  if (qv_json_parse(body, sizeof body - 1, &root) != 0) fail("qv refused");
+  c->sink += root.n;
+}
+
 __attribute__((noinline)) static void one_qv(ctx *c) {
   static const char *const top_keys[] = { "choices", "model", "usage" };
   static const qv_json_step msg_path[] = { { NULL, 0 }, { "message", 0 },
@@ -207,10 +214,11 @@ int main(int argc, char **argv) {
   void (*fn)(ctx *);
   struct timespec t0, t1;
   if (argc != 3) {
-    fprintf(stderr, "usage: json_bench qv|qv_all|qv_lua|cjson N\n");
+    fprintf(stderr, "usage: json_bench parse|qv|qv_all|qv_lua|cjson N\n");
     return 2;
   }
-  if (strcmp(argv[1], "qv") == 0) fn = one_qv;
+  if (strcmp(argv[1], "parse") == 0) fn = one_parse;
+  else if (strcmp(argv[1], "qv") == 0) fn = one_qv;
   else if (strcmp(argv[1], "qv_all") == 0) fn = one_qv_all;
   else if (strcmp(argv[1], "qv_lua") == 0) fn = one_qv_lua;
   else if (strcmp(argv[1], "cjson") == 0) fn = one_cjson;

@@ -16,6 +16,7 @@ row() {
   # the warm-up call counts too: n + 1 bodies
   echo $(( total / (n + 1) ))
 }
+parse=$(row parse)
 qv=$(row qv)
 qv_all=$(row qv_all)
 qv_lua=$(row qv_lua)
@@ -23,6 +24,7 @@ cjson=$(row cjson)
 bytes=$(sed -n 's/.*body \([0-9]*\) B.*/\1/p' "$out/qv.txt")
 echo "| per ${bytes}-byte chat completion body | instructions | vs cjson.decode |"
 echo "|---|---:|---:|"
+echo "| parse: qv_json_parse alone (validation) | $parse | $(awk "BEGIN{printf \"%.2f\", $parse/$cjson}") |"
 echo "| qv: validate, then content + model unescaped, usage's span | $qv | $(awk "BEGIN{printf \"%.2f\", $qv/$cjson}") |"
 echo "| qv_all: as qv + reasoning, finish_reason, id; usage by cjson.decode of its span | $qv_all | $(awk "BEGIN{printf \"%.2f\", $qv_all/$cjson}") |"
 echo "| qv_lua: as qv_all, usage's tables built from qv_json walks | $qv_lua | $(awk "BEGIN{printf \"%.2f\", $qv_lua/$cjson}") |"
