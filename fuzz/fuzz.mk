@@ -143,3 +143,43 @@ units-valgrind: units-image-valgrind
 .PHONY: units-image-valgrind
 units-image-valgrind: $(UNIT_IMAGE_BIN)
 	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_IMAGE_BIN)
+
+# ---- json: qv_json, field reads on JSON text without decoding -----------
+#   make units-json      build and run spec/c/test_json_units.c (also run
+#                        by `make units`; `make units-valgrind` too)
+#   fuzz target json     fuzz/fuzz_json.c: qv_json against Debian's
+#                        lua-cjson in a Lua 5.4 state (the oracle): same
+#                        acceptance, same values along every path
+FUZZ_TARGETS += json
+FUZZ_EXTRA_json = src/qv_json.c src/qv_buf.c
+FUZZ_LIBS_json = -llua5.4
+FUZZ_FLAGS_json = -max_len=4096 -dict=fuzz/json.dict
+$(FUZZ_DIR)/fuzz_json: FUZZ_CFLAGS += -I/usr/include/lua5.4
+
+# The tests run twice: as built for this machine (SSE2 on x86-64) and with
+# QV_JSON_NO_SIMD, the portable string scan other machines get.
+UNIT_JSON_SRCS = src/qv_json.c src/qv_buf.c
+UNIT_JSON_BIN = build/test_json_units
+UNIT_JSON_BIN_PORTABLE = build/test_json_units_portable
+
+$(UNIT_JSON_BIN): spec/c/test_json_units.c $(UNIT_JSON_SRCS) $(FUZZ_HEADERS)
+	@mkdir -p $(dir $@)
+	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc spec/c/test_json_units.c \
+	  $(UNIT_JSON_SRCS) -o $@ -lm
+
+$(UNIT_JSON_BIN_PORTABLE): spec/c/test_json_units.c $(UNIT_JSON_SRCS) $(FUZZ_HEADERS)
+	@mkdir -p $(dir $@)
+	$(UNIT_CC) $(UNIT_CFLAGS) -DQV_JSON_NO_SIMD -Isrc spec/c/test_json_units.c \
+	  $(UNIT_JSON_SRCS) -o $@ -lm
+
+.PHONY: units-json units-json-valgrind
+units-json: $(UNIT_JSON_BIN) $(UNIT_JSON_BIN_PORTABLE)
+	./$(UNIT_JSON_BIN)
+	./$(UNIT_JSON_BIN_PORTABLE)
+
+units-json-valgrind: $(UNIT_JSON_BIN) $(UNIT_JSON_BIN_PORTABLE)
+	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_JSON_BIN)
+	valgrind -q --error-exitcode=1 --leak-check=full ./$(UNIT_JSON_BIN_PORTABLE)
+
+units: units-json
+units-valgrind: units-json-valgrind
