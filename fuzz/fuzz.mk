@@ -34,7 +34,7 @@ FUZZ_EXTRA_scrub = src/qv_scrub.c src/qv_text.c src/qv_buf.c
 
 # response: field extraction and stream folding of the real binding code in
 # a Lua 5.4 state with Debian's lua-cjson; no network, no engine.
-FUZZ_EXTRA_response = src/qv_result.c src/qv_stream.c src/qv_state.c \
+FUZZ_EXTRA_response = src/qv_result.c src/qv_json.c src/qv_stream.c src/qv_state.c \
   src/qv_error.c src/qv_scrub.c src/qv_text.c src/qv_sse.c src/qv_engine.c \
   src/qv_call.c src/qv_watch.c src/qv_retry.c src/qv_buf.c src/qv_compat.c
 FUZZ_LIBS_response = -llua5.4 -lcurl

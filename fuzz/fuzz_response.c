@@ -236,6 +236,7 @@ static int run(lua_State *L) {
   lua_settop(L, 0);
   qv_stream_free(&s);
   qv_secrets_wipe(&p->secrets);
+  qv_buf_free(&p->scratch);
   qv_buf_free(&out.body);
   qv_buf_free(&ev);
   return 0;

@@ -57,6 +57,7 @@ static void plan_release(qv_plan *p) {
   free(p->form);
   p->form = NULL;
   qv_buf_free(&p->download);
+  qv_buf_free(&p->scratch);
   qv_buf_free(&p->body);
   curl_slist_free_all(p->headers);   /* holds the key: wiped below first */
   p->headers = NULL;
@@ -104,6 +105,7 @@ static qv_plan *plan_new(lua_State *L) {
   qv_buf_init(&p->proxy);
   qv_buf_init(&p->noproxy);
   qv_buf_init(&p->download);
+  qv_buf_init(&p->scratch);
   qv_secrets_init(&p->secrets);
   luaL_getmetatable(L, QV_PLAN_MT);
   lua_setmetatable(L, -2);

@@ -42,6 +42,7 @@ typedef struct qv_plan {
   qv_form_part *form;         /* http: multipart parts (strings in info.form) */
   int nform;
   qv_buf download;            /* http: where a 2xx body goes */
+  qv_buf scratch;             /* qv_result: strings unescaped from the answer */
 } qv_plan;
 
 /* Validate the request at idx. Pushes the plan userdata and returns 0;

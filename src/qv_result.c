@@ -4,6 +4,7 @@
 
 #include "qv_result.h"
 #include "qv_error.h"
+#include "qv_json.h"
 #include "qv_sse.h"
 #include "qv_state.h"
 #include "qv_text.h"
@@ -337,39 +338,6 @@ static void copy_plan(lua_State *L, int st, int res) {
   lua_pop(L, 1);
 }
 
-/* The text of a message's content: a string, or its text parts joined. */
-static void push_content(lua_State *L, int msg, const qv_secrets *sec) {
-  size_t n;
-  const char *s;
-  int i, parts = 0;
-  lua_getfield(L, msg, "content");
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    s = lua_tolstring(L, -1, &n);
-    qv_push_scrubbed(L, sec, s, n);
-    lua_remove(L, -2);
-    return;
-  }
-  if (lua_istable(L, -1)) {
-    int list = lua_gettop(L);
-    for (i = 1; ; i++) {
-      lua_rawgeti(L, list, i);
-      if (!lua_istable(L, -1)) { lua_pop(L, 1); break; }
-      if ((s = get_string(L, -1, "text", &n)) != NULL) {
-        qv_push_scrubbed(L, sec, s, n);
-        lua_remove(L, -2);
-        lua_insert(L, list + 1 + parts++);
-      }
-      lua_pop(L, 1);
-    }
-    lua_settop(L, list + parts);
-    lua_concat(L, parts);
-    lua_remove(L, list);
-    return;
-  }
-  lua_pop(L, 1);
-  lua_pushliteral(L, "");
-}
-
 static int models_result(lua_State *L, const qv_call_outcome *out, int st,
                          const qv_secrets *sec, int body) {
   int i, n = 0, list;
@@ -500,77 +468,225 @@ static int stream_failure(lua_State *L, const qv_call_outcome *out, int st,
   return -1;
 }
 
-/* A complete (non-stream) answer. */
-static int body_result(lua_State *L, const qv_call_outcome *out, int st,
-                       qv_stream *s, const qv_plan *p) {
-  const qv_secrets *sec = &p->secrets;
-  int body, res, obj, msg;
-  const char *b = out->body.data ? out->body.data : "";
-  if (qv_result_decode(L, b, out->body.len) != 0)
-    return bad_body(L, out, st, sec, p->kind == QV_KIND_MODELS
-                    ? "models list is not JSON" : "response body is not JSON");
-  body = lua_gettop(L);
-  keep_ids(L, body, st);
-  if (p->kind == QV_KIND_MODELS) {
-    models_result(L, out, st, sec, body);
-    lua_remove(L, body);
-    return 0;
+/* ---- a complete answer, read with qv_json ---------------------------------
+** A chat completion is read where it lies: one validating pass, then only
+** the fields the result needs are unescaped (into the plan's scratch
+** buffer) and pushed. cjson decodes nothing on this path but rare shapes
+** (a content list, an error object, usage with arrays or nulls), each
+** handed its own span, so what a caller sees is what cjson would give. */
+
+/* The unescaped bytes of string v in p->scratch (valid until the next
+** call); NULL when v is not a string. Raises on out of memory. */
+static const char *unescaped(lua_State *L, qv_plan *p, const qv_json_val *v,
+                             size_t *n) {
+  if (v->type != QV_JSON_STRING) return NULL;
+  qv_buf_reset(&p->scratch);
+  if (qv_json_string(v, &p->scratch) != 0 || p->scratch.oom)
+    luaL_error(L, "not enough memory");
+  *n = p->scratch.len;
+  return p->scratch.data ? p->scratch.data : "";
+}
+
+/* Push a number as cjson would, made an integer when it is one (as
+** integerize does). */
+static void push_number(lua_State *L, double d) {
+#if LUA_VERSION_NUM >= 503
+  if (d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
+      d == (double)(lua_Integer)d) {
+    lua_pushinteger(L, (lua_Integer)d);
+    return;
   }
-  if (!get_table(L, body, "choices") && error_object(L, body)) {
-    /* a 200 that carries an error: the service's code and message */
-    obj = lua_gettop(L);
-    push_api_error(L, out, st, sec, obj, "error in a 200 response");
-    qv_error_settle(L, body - 1);
-    return -1;
-  }
-  lua_settop(L, body);
-  if (!get_table(L, body, "choices") || (lua_rawgeti(L, -1, 1), !lua_istable(L, -1)) ||
-      !get_table(L, -1, "message")) {
-    lua_settop(L, body - 1);
-    return bad_body(L, out, st, sec, "response has no choices[1].message");
-  }
-  msg = lua_gettop(L);
-  lua_createtable(L, 0, 16);
-  res = lua_gettop(L);
-  push_content(L, msg, sec);
-  lua_setfield(L, res, "text");
-  copy_string(L, msg, "reasoning_content", res, "reasoning", sec);
-  copy_string(L, msg - 1, "finish_reason", res, "finish_reason", sec);  /* the choice's */
-  copy_string(L, body, "model", res, "model", sec);
-  lua_getfield(L, body, "usage");
-  if (lua_istable(L, -1)) lua_setfield(L, res, "usage"); else lua_pop(L, 1);
-  qv_push_scrubbed(L, sec, b, out->body.len);
-  lua_setfield(L, res, "raw");
-  lua_replace(L, body);
-  lua_settop(L, body);
-  res = body;
-  finish_chat(L, out, st, res, p);
-  if (s != NULL && p->call.stream) {
-    /* a stream was asked for and a whole answer came: one delta */
-    size_t tn, rn;
-    const char *t, *r;
-    lua_getfield(L, res, "text");
-    lua_getfield(L, res, "reasoning");
-    t = lua_tolstring(L, -2, &tn);
-    r = lua_tolstring(L, -1, &rn);
-    qv_stream_whole(s, t, tn, r, rn);
-    lua_pop(L, 2);
-    if (qv_stream_emit(L, st, s, 1) != 0) {
-      lua_pop(L, 1);
-      lua_pushnil(L);
-      lua_getfield(L, st, "callback_error");
-      qv_error_push(L, "callback", lua_tostring(L, -1));
-      lua_remove(L, -2);
-      qv_error_int(L, "attempts", out->attempts);
-      set_common(L, out, st, sec);
-      return -1;
+#endif
+  lua_pushnumber(L, (lua_Number)d);
+}
+
+/* usage as a table: objects of numbers, strings and booleans, two levels
+** deep, are built here; anything else (arrays, nulls, deeper nesting)
+** goes through cjson, with token counts made integers. */
+static int push_usage_fast(lua_State *L, qv_plan *p, const qv_json_val *obj,
+                           int depth) {
+  qv_json_iter it;
+  qv_json_val k, v;
+  int t;
+  size_t n = 0;
+  const char *s;
+  double d;
+  luaL_checkstack(L, 4, "usage");
+  lua_createtable(L, 0, 8);
+  t = lua_gettop(L);
+  qv_json_iter_init(&it, obj);
+  while (qv_json_next(&it, &k, &v)) {
+    switch (v.type) {
+      case QV_JSON_NUMBER:
+        if (qv_json_number(&v, &d) != 0) return -1;
+        push_number(L, d);
+        break;
+      case QV_JSON_STRING:
+        s = unescaped(L, p, &v, &n);
+        qv_push_scrubbed(L, &p->secrets, s, n);
+        break;
+      case QV_JSON_TRUE: case QV_JSON_FALSE:
+        lua_pushboolean(L, v.type == QV_JSON_TRUE);
+        break;
+      case QV_JSON_OBJECT:
+        if (depth == 0 || push_usage_fast(L, p, &v, depth - 1) != 0) return -1;
+        break;
+      default:
+        return -1;
     }
+    s = unescaped(L, p, &k, &n);
+    lua_pushlstring(L, s, n);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
   }
   return 0;
 }
 
+static void push_usage(lua_State *L, qv_plan *p, const qv_json_val *usage) {
+  int top = lua_gettop(L);
+  if (push_usage_fast(L, p, usage, 1) == 0) return;
+  lua_settop(L, top);
+  if (qv_json_decode(L, usage->p, usage->n) != 0) lua_newtable(L);
+  else integerize(L, -1, 1);
+}
+
+/* Push string value v, scrubbed (or as it is); 1, else 0 and nothing. */
+static int push_string(lua_State *L, qv_plan *p, const qv_json_val *v, int scrub) {
+  size_t n;
+  const char *s = unescaped(L, p, v, &n);
+  if (s == NULL) return 0;
+  if (scrub) qv_push_scrubbed(L, &p->secrets, s, n);
+  else lua_pushlstring(L, s, n);
+  return 1;
+}
+
+static void set_string(lua_State *L, qv_plan *p, const qv_json_val *v, int t,
+                       const char *as) {
+  if (push_string(L, p, v, 1)) lua_setfield(L, t, as);
+}
+
+/* The text of message.content c: a string, or the text parts of a list
+** joined; "" for anything else. */
+static void push_text(lua_State *L, qv_plan *p, const qv_json_val *c) {
+  qv_json_val part, text;
+  qv_json_iter it;
+  int parts = 0;
+  if (push_string(L, p, c, 1)) return;
+  if (c->type == QV_JSON_ARRAY) {
+    qv_json_iter_init(&it, c);
+    while (qv_json_next(&it, NULL, &part)) {
+      if (part.type != QV_JSON_OBJECT || qv_json_member(&part, "text", &text) != 0)
+        continue;
+      luaL_checkstack(L, 2, "content");
+      if (push_string(L, p, &text, 1) && ++parts > 1) lua_concat(L, 2);
+    }
+    if (parts > 0) return;
+  }
+  lua_pushliteral(L, "");
+}
+
+/* A 200 whose body is the service's error ({"error": {...}}, or the native
+** {code, message}): nil, err with its code and message; -1. 0 and nothing
+** pushed when the body is not an error. */
+static int error_in_body(lua_State *L, const qv_call_outcome *out, int st,
+                         qv_plan *p, const qv_json_val *root) {
+  qv_json_val e;
+  int top = lua_gettop(L);
+  if (qv_json_member(root, "error", &e) != 0 || e.type != QV_JSON_OBJECT) {
+    if (qv_json_member(root, "message", &e) != 0 || e.type != QV_JSON_STRING)
+      return 0;
+    e = *root;
+  }
+  if (qv_json_decode(L, e.p, e.n) != 0) return 0;
+  push_api_error(L, out, st, &p->secrets, top + 1, "error in a 200 response");
+  qv_error_settle(L, top);
+  return -1;
+}
+
+/* The models list (GET /models), decoded whole: it is read once a run. */
+static int models_body(lua_State *L, const qv_call_outcome *out, int st,
+                       qv_plan *p) {
+  const char *b = out->body.data ? out->body.data : "";
+  int body;
+  if (qv_result_decode(L, b, out->body.len) != 0)
+    return bad_body(L, out, st, &p->secrets, "models list is not JSON");
+  body = lua_gettop(L);
+  keep_ids(L, body, st);
+  models_result(L, out, st, &p->secrets, body);
+  lua_remove(L, body);
+  return 0;
+}
+
+/* A stream was asked for and a whole answer came: one delta. */
+static int whole_as_delta(lua_State *L, const qv_call_outcome *out, int st,
+                          qv_stream *s, qv_plan *p, int res) {
+  size_t tn, rn;
+  const char *t, *r;
+  lua_getfield(L, res, "text");
+  lua_getfield(L, res, "reasoning");
+  t = lua_tolstring(L, -2, &tn);
+  r = lua_tolstring(L, -1, &rn);
+  qv_stream_whole(s, t, tn, r, rn);
+  lua_pop(L, 2);
+  if (qv_stream_emit(L, st, s, 1) == 0) return 0;
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_getfield(L, st, "callback_error");
+  qv_error_push(L, "callback", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  qv_error_int(L, "attempts", out->attempts);
+  set_common(L, out, st, &p->secrets);
+  return -1;
+}
+
+/* A complete (non-stream) answer. Each object on the way is read in one
+** pass (qv_json_pick): the answer's text is the long value every lookup
+** would otherwise skip again. */
+static int body_result(lua_State *L, const qv_call_outcome *out, int st,
+                       qv_stream *s, qv_plan *p) {
+  enum { R_CHOICES, R_MODEL, R_USAGE, R_REQUEST_ID, R_ID, R_N };
+  static const char *const root_keys[R_N] = { "choices", "model", "usage",
+                                              "request_id", "id" };
+  enum { C_MESSAGE, C_FINISH, C_N };
+  static const char *const choice_keys[C_N] = { "message", "finish_reason" };
+  enum { M_CONTENT, M_REASONING, M_N };
+  static const char *const msg_keys[M_N] = { "content", "reasoning_content" };
+  qv_json_val root, r[R_N], choice, c[C_N], m[M_N];
+  const char *b = out->body.data ? out->body.data : "";
+  int res;
+  if (p->kind == QV_KIND_MODELS) return models_body(L, out, st, p);
+  if (qv_json_parse(b, out->body.len, &root) != 0 || root.type != QV_JSON_OBJECT)
+    return bad_body(L, out, st, &p->secrets, "response body is not JSON");
+  qv_json_pick(&root, root_keys, R_N, r);
+  if (push_string(L, p, &r[R_REQUEST_ID], 0)) lua_setfield(L, st, "body_request_id");
+  if (push_string(L, p, &r[R_ID], 0)) lua_setfield(L, st, "body_id");
+  if (r[R_CHOICES].type != QV_JSON_ARRAY && r[R_CHOICES].type != QV_JSON_OBJECT &&
+      error_in_body(L, out, st, p, &root) != 0)
+    return -1;
+  if (r[R_CHOICES].type != QV_JSON_ARRAY || qv_json_index(&r[R_CHOICES], 0, &choice) != 0 ||
+      qv_json_pick(&choice, choice_keys, C_N, c) < 0 || c[C_MESSAGE].type != QV_JSON_OBJECT)
+    return bad_body(L, out, st, &p->secrets, "response has no choices[1].message");
+  qv_json_pick(&c[C_MESSAGE], msg_keys, M_N, m);
+  lua_createtable(L, 0, 16);
+  res = lua_gettop(L);
+  push_text(L, p, &m[M_CONTENT]);
+  lua_setfield(L, res, "text");
+  set_string(L, p, &m[M_REASONING], res, "reasoning");
+  set_string(L, p, &c[C_FINISH], res, "finish_reason");
+  set_string(L, p, &r[R_MODEL], res, "model");
+  if (r[R_USAGE].type == QV_JSON_OBJECT) {
+    push_usage(L, p, &r[R_USAGE]);
+    lua_setfield(L, res, "usage");
+  }
+  qv_push_scrubbed(L, &p->secrets, b, out->body.len);
+  lua_setfield(L, res, "raw");
+  finish_chat(L, out, st, res, p);
+  if (s != NULL && p->call.stream) return whole_as_delta(L, out, st, s, p, res);
+  return 0;
+}
+
 int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
-                   qv_stream *s, const qv_plan *p) {
+                   qv_stream *s, qv_plan *p) {
   const qv_secrets *sec = &p->secrets;
   int rc;
   lua_getfield(L, st, "callback_error");

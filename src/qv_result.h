@@ -20,7 +20,7 @@
 
 /* Push the result and return 0, or push nil, err and return -1. */
 int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
-                   qv_stream *s, const qv_plan *p);
+                   qv_stream *s, qv_plan *p);
 
 /* The parts of a chat completion body the result needs, decoded: pushes
 ** the body table and returns 0, or -1 with nothing pushed. */
