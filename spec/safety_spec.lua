@@ -92,6 +92,26 @@ describe("safety", function()
       h:close()
     end)
 
+    it("an on_delta that raised is never called again, not even for the held-back tail", function()
+      -- the second chunk ends in "s", which the scrubber holds back (it may
+      -- begin the key, "sk-..."); the stall keeps the answer open, so the
+      -- raise happens first and the tail is flushed at the end
+      local calls = 0
+      local h = assert(qwenvl.start(req { stream = true, coalesce_ms = 0,
+        model = standin.scenario_model("raise-once", "stall=300"),
+        on_delta = function() calls = calls + 1 error("stop here") end }))
+      local res, err
+      local deadline = socket.gettime() + 10
+      repeat
+        res, err = h:poll()
+        socket.sleep(0.01)
+      until res ~= "pending" or socket.gettime() > deadline
+      assert.is_nil(res)
+      assert.equal("callback", err.code)
+      assert.equal(1, calls)
+      h:close()
+    end)
+
     it("h:poll() and h:wait() inside on_delta return pending at once; h:read() works", function()
       local h, seen = nil, {}
       h = assert(qwenvl.start(req { stream = true, on_delta = function()

@@ -175,6 +175,11 @@ static int deliver(lua_State *L, int st, qv_buf *pend, const char *kind) {
 
 int qv_stream_emit(lua_State *L, int st, qv_stream *s, int force) {
   double now;
+  if (s->callback_failed) {          /* what arrives after the raise is dropped */
+    qv_buf_reset(&s->pend_text);
+    qv_buf_reset(&s->pend_reason);
+    return 0;
+  }
   if (s->pend_text.len == 0 && s->pend_reason.len == 0) return 0;
   now = qv_now();
   if (!force && (long)(s->pend_text.len + s->pend_reason.len) < s->coalesce_bytes &&
@@ -183,7 +188,7 @@ int qv_stream_emit(lua_State *L, int st, qv_stream *s, int force) {
   s->last_emit = now;
   if (deliver(L, st, &s->pend_reason, "reasoning") != 0 ||
       deliver(L, st, &s->pend_text, "content") != 0) {
-    s->failed = 1;
+    s->failed = s->callback_failed = 1;
     return -1;
   }
   return 0;

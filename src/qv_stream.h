@@ -26,6 +26,7 @@ typedef struct qv_stream {
   double last_emit;
   int done;                          /* saw [DONE] or a finish_reason */
   int failed;                        /* an error event or a bad chunk */
+  int callback_failed;               /* on_delta raised: never called again */
 } qv_stream;
 
 void qv_stream_init(qv_stream *s, const qv_secrets *sec, double coalesce_s,
