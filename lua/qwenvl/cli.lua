@@ -20,7 +20,7 @@ local sys = require("qwenvl.sys")
 
 local M = {}
 
-local COMMANDS = { "analyze", "probe", "smoke", "batch", "job", "validate" }
+local COMMANDS = { "analyze", "probe", "smoke", "batch", "job", "validate", "annotate", "ocr" }
 
 M.EXIT = c.EXIT
 M.exit_code = c.exit_code
