@@ -28,7 +28,7 @@ orientation applied):
 (edges are pixel boundaries: a box over the whole picture is 0,0,width,height),
 and writes a copy of FILE with the boxes and labels drawn on it to PATH:
 same size and orientation as FILE is shown; PNG, JPEG or WebP by PATH's
-extension (JPEG or WebP is faster and smaller for photos). The model's
+extension (JPEG is the fastest and smallest for photos). The model's
 coordinates are mapped back through every resize: qwenvl's own downscale
 and the service's (Qwen2.5-VL models answer in pixels of the image as
 they saw it, Qwen3-VL ones relative to 0..1000).
