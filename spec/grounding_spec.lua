@@ -156,6 +156,12 @@ describe("qwenvl.grounding", function()
       b = assert(g.boxes(result(('[{"bbox_2d":[%d,%d,%d,%d]}]'):format(w / 4, h / 4, w / 2, h * 3 / 4),
         "qwen2.5-vl-72b-instruct", info, req)))
       near_box(b[1], 1500, 1000, 3000, 3000, 3)
+      -- a small image grows to the min_pixels sent: 20x20 -> 224x224
+      req = { model = "qwen2.5-vl-72b-instruct", messages = { { role = "user", content = {
+        { type = "image_url", image_url = { url = "x" }, min_pixels = 50000 } } } } }
+      b = assert(g.boxes(result('[{"bbox_2d":[56,56,112,168]}]', "qwen2.5-vl-72b-instruct",
+        { width = 20, height = 20 }, req)))
+      assert.are.same({ x1 = 5, y1 = 5, x2 = 10, y2 = 15 }, b[1])
     end)
 
     it("orders corners, keeps boxes within the picture, and takes overrides", function()
@@ -265,7 +271,8 @@ describe("qwenvl.grounding", function()
       local p = V.marked(dir .. "/p24.jpg", 6000, 4000)
       local x1, y1, x2, y2 = V.shown_rect(p)
       near_box({ x1 = x1, y1 = y1, x2 = x2, y2 = y2 }, 1500, 1000, 3000, 3000, 1, "the mark")
-      for _, m in ipairs(MODELS) do
+      -- each family once (a 24 MP resize is ~0.5 s, ~15 s under valgrind)
+      for _, m in ipairs({ "qwen3-vl-plus", "qwen2.5-vl-72b-instruct", "qwen-vl-max" }) do
         local res = ask(p, m)
         local im = res.images[1]
         assert.is_true(im.resized, m)
@@ -277,8 +284,7 @@ describe("qwenvl.grounding", function()
         near(2000, b[2].y, 2, m .. " point y")
       end
       -- the service's own limits sent with the image, and high resolution
-      for _, extra in ipairs({ { max_pixels = 500000 }, { min_pixels = 3000000, max_pixels = 4000000 },
-                               { detail = "high" } }) do
+      for _, extra in ipairs({ { max_pixels = 500000 }, { detail = "high" } }) do
         local res = ask(p, "qwen2.5-vl-7b-instruct", extra)
         local b = assert(g.boxes(res))
         near_box(b[1], x1, y1, x2, y2, 6, cjson.encode(extra))
@@ -292,7 +298,7 @@ describe("qwenvl.grounding", function()
       local p = V.marked(dir .. "/r24.jpg", 6000, 4000, 6)
       local sw, sh = V.shown_size(p)
       assert.are.same({ 4000, 6000 }, { sw, sh })
-      for _, m in ipairs(MODELS) do
+      for _, m in ipairs({ "qwen3-vl-plus", "qwen2.5-vl-72b-instruct" }) do
         local res = ask(p, m)
         local im = res.images[1]
         assert.are.equal(6, im.original_orientation)
