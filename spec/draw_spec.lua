@@ -178,6 +178,7 @@ describe_vips("qwenvl.draw_boxes", function()
       { x1 = 10, y1 = 40, x2 = 100, y2 = 100, label = "<b>bold</b> & 'co'" },
       { x1 = 120, y1 = 40, x2 = 200, y2 = 100, label = "猫 \255\254 bad bytes\0nul" },
       { x1 = 220, y1 = 40, x2 = 300, y2 = 100, label = ("long "):rep(100) },
+      { x1 = 320, y1 = 40, x2 = 380, y2 = 100, label = " \t " },   -- nothing to draw
     })
     assert.is_true(ok, tostring(info))
     assert.are.equal(3, info.labels)

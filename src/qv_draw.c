@@ -324,7 +324,8 @@ static size_t *label_slots(const qv_draw_item *items, size_t n) {
 }
 
 /* The label of item `it` on the picture `img` over anchor a. Returns 1
-** when drawn, 0 when libvips could not render it (the error is cleared). */
+** when drawn, 0 when libvips could not render it (the error is cleared),
+** -1 when there is nothing to draw (white space only). */
 static int draw_label(qv_VipsImage *img, const qv_draw_item *it, const qv_draw_rect *a,
                       const unsigned char rgb[3], int bands, unsigned w, unsigned h) {
   char markup[QV_DRAW_MARKUP_CAP], font[32];
@@ -333,7 +334,7 @@ static int draw_label(qv_VipsImage *img, const qv_draw_item *it, const qv_draw_r
   unsigned char white[3] = { 255, 255, 255 }, black[3] = { 0, 0, 0 };
   int tpx = qv_draw_text_px(w, h), pad = tpx / 5 > 2 ? tpx / 5 : 2, tw, th;
   qv_draw_rect r;
-  if (qv_draw_markup(it->label, it->label_len, markup, sizeof markup) == 0) return 1;
+  if (qv_draw_markup(it->label, it->label_len, markup, sizeof markup) == 0) return -1;
   snprintf(font, sizeof font, "sans %d", tpx);
   if (D.text(&mask, markup, "font", font, "dpi", 72, NULL) != 0 || mask == NULL) {
     D.error_clear();
@@ -389,8 +390,9 @@ static int draw_items(qv_VipsImage *img, const qv_draw_item *items, size_t n,
       return vips_fail(info, "invalid_request", "cannot draw", code, why);
     }
     if (it->label && it->label_len) {
-      if (draw_label(img, it, &a, rgb, bands, w, h)) info->labels++;
-      else info->labels_failed++;
+      int drawn = draw_label(img, it, &a, rgb, bands, w, h);
+      if (drawn > 0) info->labels++;
+      else if (drawn == 0) info->labels_failed++;
     }
   }
   free(slot);
