@@ -50,3 +50,17 @@ describe("docs/api.md", function()
     end
   end)
 end)
+
+describe("the rockspec", function()
+  local spec = fx.read("qwenvl-scm-1.rockspec")
+
+  it("builds every C source and installs every Lua module", function()
+    for f in fx.sh("ls src/*.c"):gmatch("%S+") do
+      assert.is_truthy(spec:find('"' .. f .. '"', 1, true), f .. " is not in the rockspec")
+    end
+    for f in fx.sh("cd lua && find qwenvl -name '*.lua'"):gmatch("%S+") do
+      local m = f:gsub("%.lua$", ""):gsub("/", ".")
+      assert.is_truthy(spec:find('["' .. m .. '"] = "lua/' .. f .. '"', 1, true), m .. " is not in the rockspec")
+    end
+  end)
+end)

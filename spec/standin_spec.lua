@@ -1581,6 +1581,43 @@ describe("standin server", function()
         assert.is_truthy(obj.choices[1].message.content:find(" 4000x3000 seen 3328x2496$"))
       end)
 
+      it("marks what it cannot read and adds notes when the prompt asks for them", function()
+        local a = img.png(300, 200)
+        local b = { model = "qwen-vl-ocr", messages = { user_msg(
+          "Read it. Write [unreadable] where you cannot read. End with a line NOTES: ...",
+          { image_part(data_url("image/png", a)), image_part("https://example.com/scan.png") }) } }
+        local st, obj = chat(b)
+        assert.are.equal(200, st, cjson.encode(obj))
+        assert.are.equal(table.concat({
+          "LINE 1: image " .. sha256_hex(a):sub(1, 8) .. " 300x200 seen 288x192",
+          "LINE 2: [unreadable] image url https://example.com/scan.png",
+          "NOTES: 1 image(s) read from their bytes, confident; 1 given by URL not read",
+        }, "\n"), obj.choices[1].message.content)
+      end)
+
+      it("locates like Qwen3-VL (qwen-vl-ocr, 2025-11-20) or on a 28 grid (older snapshots)", function()
+        local function locate(model)
+          local st, obj = chat({ model = model, messages = { user_msg("Give bbox_2d of the text.",
+            { image_part(data_url("image/png", png)) }) } })
+          assert.are.equal(200, st, cjson.encode(obj))
+          return obj.choices[1].message.content
+        end
+        for _, m in ipairs { "qwen-vl-ocr", "qwen-vl-ocr-latest", "qwen-vl-ocr-2025-11-20" } do
+          assert.are.equal('[{"bbox_2d":[250,250,500,750],"label":"target"}]', locate(m))
+        end
+        -- 1000x700 on the 28 grid, within 8192 tokens: 1008x700
+        for _, m in ipairs { "qwen-vl-ocr-2025-04-13", "qwen-vl-ocr-2024-10-28", "qwen-vl-ocr-2025-08-28" } do
+          assert.are.equal('```json\n[{"bbox_2d":[252,175,504,525],"label":"target"}]\n```', locate(m))
+        end
+        -- and sees on that grid
+        local big = img.png(4000, 3000)
+        local st, obj = ocr({ image_part(data_url("image/png", big)) }, nil, "qwen-vl-ocr-2025-04-13")
+        assert.are.equal(200, st)
+        -- 12 MP over 8192 x 28 x 28 = 6,422,528 px: 2912x2184
+        assert.is_truthy(obj.choices[1].message.content:find(" 4000x3000 seen 2912x2184$"),
+          obj.choices[1].message.content)
+      end)
+
       it("refuses what the OCR models do not take", function()
         local part = { image_part(data_url("image/png", png)) }
         local cases = {

@@ -6,6 +6,7 @@
 #include "qv_images.h"
 #include "qv_sys.h"
 #include "qv_error.h"
+#include "qv_exif.h"
 #include "qv_file.h"
 #include "qv_text.h"
 
@@ -79,7 +80,12 @@ static int shrink(lua_State *L, const char *f, qv_image_in *im,
     set_int(L, "original_height", ri.in_h);
     if (!info->width) { info->width = ri.in_w; info->height = ri.in_h; }
   }
-  if (ri.orientation > 1) set_int(L, "original_orientation", ri.orientation);
+  /* resize "off" decides without reading EXIF; the orientation is still
+  ** recorded: what the model's coordinates mean depends on it (grounding) */
+  if (o->resize.mode == QV_RESIZE_OFF)
+    ri.orientation = qv_exif_orientation((const unsigned char *)im->bytes.data, im->bytes.len);
+  if (ri.orientation > 1 && ri.orientation <= 8)
+    set_int(L, "original_orientation", ri.orientation);
   set_int(L, "original_bytes", (lua_Integer)im->bytes.len);
   set_str(L, "original_format", qv_image_name(info->format));
   lua_pushboolean(L, ri.resized);

@@ -10,7 +10,8 @@
 ** - enum values and flags as plain ints (libvips/glib enums are int-sized
 **   and passed as int, also through varargs);
 ** - each function's signature, in QV_VIPS_API: one entry per symbol that
-**   qv_resize.c calls through its table of pointers.
+**   qv_resize.c calls through its table of pointers (and QV_VIPS_DRAW_API
+**   for qv_draw.c's table).
 ** spec/c/check_vips_abi.c (make check-vips-abi) compiles all of this
 ** next to <vips/vips.h> and fails on any mismatch: enum values and
 ** constants by static assertion, every signature by assigning the real
@@ -86,5 +87,49 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
     (qv_VipsImage *in, void **buf, size_t *len, ...)) \
   X(int, webpsave_buffer, vips_webpsave_buffer, \
     (qv_VipsImage *in, void **buf, size_t *len, ...))
+
+/* What qv_draw calls on top (its own table, looked up in the libvips that
+** qv_resize loaded): decode, turn upright, sRGB, draw into memory. */
+#define QV_VIPS_INTERPRETATION_SRGB 22           /* VipsInterpretation */
+#define QV_VIPS_FORMAT_UCHAR 0                   /* VipsBandFormat */
+
+#define QV_VIPS_DRAW_API(X) \
+  X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
+    (const void *data, size_t size)) \
+  X(qv_VipsImage *, new_from_buffer, vips_image_new_from_buffer, \
+    (const void *buf, size_t len, const char *option_string, ...)) \
+  X(int, get_width, vips_image_get_width, (const qv_VipsImage *image)) \
+  X(int, get_height, vips_image_get_height, (const qv_VipsImage *image)) \
+  X(int, get_bands, vips_image_get_bands, (const qv_VipsImage *image)) \
+  X(int, get_format, vips_image_get_format, (const qv_VipsImage *image)) \
+  X(int, hasalpha, vips_image_hasalpha, (qv_VipsImage *image)) \
+  X(int, autorot, vips_autorot, (qv_VipsImage *in, qv_VipsImage **out, ...)) \
+  X(int, colourspace, vips_colourspace, \
+    (qv_VipsImage *in, qv_VipsImage **out, int space, ...)) \
+  X(int, cast, vips_cast, (qv_VipsImage *in, qv_VipsImage **out, int format, ...)) \
+  X(qv_VipsImage *, copy_memory, vips_image_copy_memory, (qv_VipsImage *image)) \
+  X(int, draw_rect, vips_draw_rect, \
+    (qv_VipsImage *image, double *ink, int n, int left, int top, int width, \
+     int height, ...)) \
+  X(int, draw_circle, vips_draw_circle, \
+    (qv_VipsImage *image, double *ink, int n, int cx, int cy, int radius, ...)) \
+  X(int, draw_mask, vips_draw_mask, \
+    (qv_VipsImage *image, double *ink, int n, qv_VipsImage *mask, int x, int y, \
+     ...)) \
+  X(int, text, vips_text, (qv_VipsImage **out, const char *text, ...)) \
+  X(qv_VipsArrayDouble *, array_double_new, vips_array_double_new, \
+    (const double *array, int n)) \
+  X(void, area_unref, vips_area_unref, (qv_VipsArea *area)) \
+  X(int, flatten, vips_flatten, (qv_VipsImage *in, qv_VipsImage **out, ...)) \
+  X(int, jpegsave_buffer, vips_jpegsave_buffer, \
+    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
+  X(int, pngsave_buffer, vips_pngsave_buffer, \
+    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
+  X(int, webpsave_buffer, vips_webpsave_buffer, \
+    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
+  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
+  X(void, error_clear, vips_error_clear, (void)) \
+  X(void, gfree, g_free, (void *mem)) \
+  X(void, object_unref, g_object_unref, (void *object))
 
 #endif

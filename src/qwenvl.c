@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "qv_compat.h"
+#include "qv_draw_lua.h"
 #include "qv_error.h"
 #include "qv_handle.h"
 #include "qv_many.h"
@@ -264,6 +265,7 @@ QV_EXPORT int luaopen_qwenvl(lua_State *L) {
   lua_pushcfunction(L, qv_error_new);
   lua_setfield(L, -2, "error");
   qv_sys_register(L, -1);
+  qv_draw_register(L, -1);
   lua_pushliteral(L, QV_VERSION);
   lua_setfield(L, -2, "version");
   qv_request_regions(L);

@@ -18,6 +18,8 @@ QV_ASSERT(max_coord, QV_VIPS_MAX_COORD == VIPS_MAX_COORD);
 QV_ASSERT(size_down, QV_VIPS_SIZE_DOWN == VIPS_SIZE_DOWN);
 QV_ASSERT(grey16, QV_VIPS_INTERPRETATION_GREY16 == VIPS_INTERPRETATION_GREY16);
 QV_ASSERT(rgb16, QV_VIPS_INTERPRETATION_RGB16 == VIPS_INTERPRETATION_RGB16);
+QV_ASSERT(srgb, QV_VIPS_INTERPRETATION_SRGB == VIPS_INTERPRETATION_sRGB);
+QV_ASSERT(uchar, QV_VIPS_FORMAT_UCHAR == VIPS_FORMAT_UCHAR);
 /* the headers compiled against are at least the oldest release supported */
 QV_ASSERT(min_version, VIPS_MAJOR_VERSION > QV_VIPS_MIN_MAJOR ||
           (VIPS_MAJOR_VERSION == QV_VIPS_MIN_MAJOR &&
@@ -27,6 +29,7 @@ QV_ASSERT(image_tag, sizeof(qv_VipsImage) == sizeof(VipsImage));
 QV_ASSERT(area_first, offsetof(VipsArrayDouble, area) == 0);
 /* enums passed as int: same size (varargs and registers) */
 QV_ASSERT(enum_size, sizeof(VipsSize) == sizeof(int) &&
+          sizeof(VipsBandFormat) == sizeof(int) &&
           sizeof(VipsInterpretation) == sizeof(int) &&
           sizeof(GLogLevelFlags) == sizeof(int) &&
           sizeof(GConnectFlags) == sizeof(unsigned int));
@@ -53,6 +56,20 @@ struct qv_vips_check {
 const struct qv_vips_check qv_vips_check = {
 #define INIT(ret, field, sym, params) .field = sym,
   QV_VIPS_API(INIT)
+#undef INIT
+};
+
+/* qv_draw's table, checked the same way (enum parameters and results
+** declared as int: GCC and Clang make these enums, which hold -1, int) */
+struct qv_vips_draw_check {
+#define FIELD(ret, field, sym, params) ret (*field) params;
+  QV_VIPS_DRAW_API(FIELD)
+#undef FIELD
+};
+
+const struct qv_vips_draw_check qv_vips_draw_check = {
+#define INIT(ret, field, sym, params) .field = sym,
+  QV_VIPS_DRAW_API(INIT)
 #undef INIT
 };
 

@@ -21,7 +21,10 @@ Model families (``family``): the model name decides the conventions.
     qvq-*                    28-pixel grid, absolute, fenced; streaming only;
                              always thinks and refuses enable_thinking
     qwen-vl-ocr*, *-ocr      OCR lines; one user message, no system message,
-                             no json_object, no thinking
+                             no json_object, no thinking. Grounding and the
+                             seen size: qwen-vl-ocr, -latest, -2025-11-20
+                             (Qwen3-VL based) as qwen3-vl on a 32 grid; the
+                             older dated snapshots absolute on a 28 grid
     anything else            like qwen3-vl, but thinking only when streamed
                              (the stand-in's behaviour before families)
 
@@ -63,7 +66,13 @@ Answer, in order of precedence:
                                "LINE <i>: image <sha256[:8]> <w>x<h> seen <w'>x<h'>"
                              (w'/h': smart_resize with the OCR grid and the
                              part's min/max_pixels), "LINE <i>: image url <url>"
-                             for URLs, "LINE 1: no image" without images
+                             for URLs, "LINE 1: no image" without images.
+                             A prompt containing "[unreadable]" gets
+                             "LINE <i>: [unreadable] image url <url>" (the
+                             stand-in fetches nothing); one containing
+                             "NOTES:" a last line "NOTES: <n> image(s) read
+                             from their bytes, confident; <u> given by URL
+                             not read"
     otherwise                "STANDIN " + a JSON report (bare in json_object
                              mode), keys sorted:
                                images  every image, in order: format, width,
@@ -84,7 +93,8 @@ limits, not these details):
       1280 tokens on the 28 and 32 Qwen2.5-VL grids (documented: 1,003,520
       for 28; the 32-grid qwen-vl-max/-plus value is assumed the same token
       count, 1,310,720), 2560 tokens for Qwen3-VL (documented 2,621,440),
-      OCR 3,072 / 8,388,608 (documented); a part's max_pixels is capped at
+      OCR 3,072 / 8,388,608 (documented, 32 grid; the same 3 / 8192
+      tokens on the older snapshots' 28 grid); a part's max_pixels is capped at
       16384 tokens (the documented per-image maximum) rather than refused.
     - Grounding coordinates round half up; fenced for Qwen2.5-VL-era and
       QVQ, bare for Qwen3-VL (either can be forced with fenced / bare).
@@ -168,6 +178,9 @@ def _fam(name, factor, coords, fenced, max_frames, thinking, max_tokens=1280,
 # Qwen2.5-VL-era names.
 _QWEN_VL_32 = ("qwen-vl-max", "qwen-vl-max-latest", "qwen-vl-max-2025-08-13",
                "qwen-vl-plus", "qwen-vl-plus-latest", "qwen-vl-plus-2025-08-15")
+# The dated OCR snapshots before the Qwen3-VL based qwen-vl-ocr-2025-11-20
+# (which qwen-vl-ocr and -latest follow): Qwen2.5-VL based, 28x28 tokens.
+_OLD_OCR = re.compile(r"qwen-vl-ocr-(2024|2025-0|1028$|0413$|0828$)")
 _FAMILY_CACHE = {}
 
 
@@ -186,7 +199,10 @@ def _family(m):
         return _fam("qvq", 28, "absolute", True, 512, "always", stream_only=True,
                     refuse_thinking_param=True)
     if m.startswith("qwen-vl-ocr") or m.endswith("-ocr") or "-ocr-" in m:
-        return _fam("ocr", 32, "absolute", True, 80, "never", ocr=True,
+        if _OLD_OCR.match(m):
+            return _fam("ocr", 28, "absolute", True, 80, "never", ocr=True,
+                        min_pixels=3 * 28 * 28, max_pixels=8192 * 28 * 28)
+        return _fam("ocr", 32, "relative", False, 80, "never", ocr=True,
                     min_pixels=3072, max_pixels=8388608)
     if m.startswith("qwen3-vl"):
         frames = 2000 if m.startswith(("qwen3-vl-plus", "qwen3-vl-flash")) else 512
@@ -519,15 +535,25 @@ def grounding_answer(a, fenced=None):
 
 
 def ocr_answer(a):
-    lines = []
+    """The OCR lines; a prompt that asks for "[unreadable]" marks gets one
+    on each image the stand-in cannot read (given by URL), and one that
+    asks for "NOTES:" gets a last line with confidence notes."""
+    marks = "[unreadable]" in a["prompt"]
+    lines, read, unread = [], 0, 0
     for i, im in enumerate(a["images"], 1):
         if "width" in im:
             sw, sh = seen_size(im, a)
             lines.append("LINE %d: image %s %dx%d seen %dx%d"
                          % (i, im["sha256"][:8], im["width"], im["height"], sw, sh))
+            read += 1
         else:
-            lines.append("LINE %d: image url %s" % (i, im["url"]))
-    return "\n".join(lines) or "LINE 1: no image"
+            lines.append("LINE %d: %simage url %s" % (i, "[unreadable] " if marks else "", im["url"]))
+            unread += 1
+    text = "\n".join(lines) or "LINE 1: no image"
+    if "NOTES:" in a["prompt"]:
+        text += ("\nNOTES: %d image(s) read from their bytes, confident; %d given by URL "
+                 "not read" % (read, unread))
+    return text
 
 
 def build_content(a, model_out, badschema=False, oversize=None, fenced=None):
