@@ -20,11 +20,7 @@ local sys = require("qwenvl.sys")
 
 local M = {}
 
-<<<<<<< HEAD
-local COMMANDS = { "analyze", "chat", "probe", "smoke", "batch", "job", "validate" }
-=======
-local COMMANDS = { "analyze", "probe", "smoke", "batch", "job", "validate", "annotate", "ocr" }
->>>>>>> vision
+local COMMANDS = { "analyze", "chat", "probe", "smoke", "batch", "job", "validate", "annotate", "ocr" }
 
 M.EXIT = c.EXIT
 M.exit_code = c.exit_code

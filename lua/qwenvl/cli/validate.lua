@@ -34,9 +34,13 @@ Examples:
   qwenvl validate --output output/validate.txt --quiet
 ]]
 
+-- every module a command can load (the Neovim and OpenResty ones need
+-- their hosts and are checked there: :checkhealth, the nginx example)
 local LUA_MODULES = { "qwenvl.workflow", "qwenvl.evidence", "qwenvl.schema", "qwenvl.job",
-                      "qwenvl.sys", "qwenvl.cli", "qwenvl.cli.analyze", "qwenvl.cli.batch",
-                      "qwenvl.cli.probe", "qwenvl.cli.smoke" }
+                      "qwenvl.sys", "qwenvl.session", "qwenvl.grounding", "qwenvl.ocr",
+                      "qwenvl.batch", "qwenvl.batch.cli", "qwenvl.cli", "qwenvl.cli.analyze",
+                      "qwenvl.cli.annotate", "qwenvl.cli.batch", "qwenvl.cli.chat", "qwenvl.cli.job",
+                      "qwenvl.cli.ocr", "qwenvl.cli.probe", "qwenvl.cli.smoke" }
 
 local KEY_SOURCES = {
   request = "the request", env = "DASHSCOPE_API_KEY in the environment",
