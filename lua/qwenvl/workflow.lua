@@ -15,7 +15,9 @@
 -- An interrupt (Ctrl-C) is never caught here: it goes on up.
 -- See docs/cli.md and README.md ("Workflows") for the full description.
 
-local schema_mod = require("qwenvl.schema")
+-- qwenvl.schema (and PCRE2 under it) loads when a schema is first used:
+-- most runs have none, and a process per image pays for every module
+local function schema_mod() return require("qwenvl.schema") end
 local evidence = require("qwenvl.evidence")
 local sys = require("qwenvl.sys")
 local cjson = require("cjson")
@@ -376,12 +378,12 @@ function M.verify(result, schema, opts)
       result.json = doc
     end
     if schema == nil then return { ok = true, mode = mode, errors = errors } end
-    local s, lerr = schema_mod.load(schema)
+    local s, lerr = schema_mod().load(schema)
     if s == nil then
       errors[1] = "$: " .. tostring(lerr)
       return { ok = false, mode = mode, errors = errors }
     end
-    local ok, errs = schema_mod.validate(doc, s)
+    local ok, errs = schema_mod().validate(doc, s)
     for i, e in ipairs(errs) do errors[i] = e end
     return { ok = ok, mode = mode, errors = errors }
   end
@@ -456,7 +458,7 @@ end
 
 local function load_schema(q, req)
   if req.schema == nil or req.schema == NULL then req.schema = nil; return nil end
-  local s, err = schema_mod.load(req.schema)
+  local s, err = schema_mod().load(req.schema)
   if s == nil then
     return nil, q.error("invalid_request", "schema: " .. tostring(err), { field = "schema" })
   end

@@ -18,7 +18,9 @@
 local qb = require("qwenvl.batch")
 local record = require("qwenvl.batch.record")
 local evidence = require("qwenvl.evidence")
-local schema_mod = require("qwenvl.schema")
+-- qwenvl.schema (and PCRE2 under it) loads when a schema is first used:
+-- most runs have none, and a process per image pays for every module
+local function schema_mod() return require("qwenvl.schema") end
 local workflow = require("qwenvl.workflow")
 local cjson = require("cjson")
 
@@ -318,7 +320,7 @@ end
 local function load_schema(path)
   local s, err = read_file(path)
   if not s then return nil, input_error("cannot read schema file " .. path .. ": " .. tostring(err)) end
-  local v, lerr = schema_mod.load(s)
+  local v, lerr = schema_mod().load(s)
   if v == nil then return nil, input_error("schema file " .. path .. ": " .. tostring(lerr)) end
   return v
 end

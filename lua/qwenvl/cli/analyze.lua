@@ -2,7 +2,19 @@
 -- about one or more images (probe, call, verify, record).
 local c = require("qwenvl.cli.common")
 local workflow = require("qwenvl.workflow")
-local schema_mod = require("qwenvl.schema")
+-- qwenvl.schema (and PCRE2 under it) loads when a schema is first used:
+-- most runs have none, and a process per image pays for every module
+local function schema_mod() return require("qwenvl.schema") end
+
+-- what cjson.decode gives for a JSON array: number keys only
+local function is_list(t)
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" then return false end
+    n = n + 1
+  end
+  return n > 0
+end
 local EXIT = c.EXIT
 local say, note = c.say, c.note
 local usage_error, input_error = c.usage_error, c.input_error
@@ -96,7 +108,7 @@ function M.build_request(flags)
     if v == nil then return nil, derr end
     req = v
   end
-  if type(req) ~= "table" or schema_mod.table_kind(req) == "array" then
+  if type(req) ~= "table" or is_list(req) then
     return nil, input_error("the request must be a JSON object")
   end
   c.strip_nulls(req)
@@ -112,7 +124,7 @@ function M.build_request(flags)
     if s == nil then return nil, err end
     req.schema = s
   elseif type(req.schema) == "string" then
-    local s, err = schema_mod.load(req.schema)
+    local s, err = schema_mod().load(req.schema)
     if s == nil then return nil, input_error("request schema: " .. tostring(err)) end
     req.schema = s
   end
