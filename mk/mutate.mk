@@ -7,6 +7,8 @@
 #                        only if those pass, and write bench/mutation.md
 #   make mutate-list     the candidate mutants per file and operator, the
 #                        covering map, and the first mutants of the seed
+#   make mutate-report   rewrite the last run's report (build/mutate/state.lua)
+#                        after marking survivors in MUTATE_EQUIVALENT
 #
 # Knobs:
 #   MUTATE_MINUTES=30    time budget, baseline run included; mutants are taken
@@ -47,10 +49,13 @@ MUTATE_ARGS = --minutes=$(MUTATE_MINUTES) --seed=$(MUTATE_SEED) \
   --dir='$(MUTATE_DIR)' --cover='$(MUTATE_COVER)' \
   --equivalent='$(MUTATE_EQUIVALENT)'
 
-.PHONY: mutate mutate-list
+.PHONY: mutate mutate-list mutate-report
 
 mutate:
 	lua5.4 mk/mutate/mutate.lua run $(MUTATE_ARGS)
 
 mutate-list:
 	@lua5.4 mk/mutate/mutate.lua list $(MUTATE_ARGS)
+
+mutate-report:
+	@lua5.4 mk/mutate/mutate.lua report $(MUTATE_ARGS)

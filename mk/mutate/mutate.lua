@@ -83,6 +83,26 @@ local function fmt_secs(s)
   return string.format("%ds", s)
 end
 
+-- A Lua literal of plain data (the run's state, read back by `report`).
+local function dump(v, indent)
+  indent = indent or ""
+  local t = type(v)
+  if t == "string" then return string.format("%q", v) end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) then return a < b end
+    return type(a) == "number"
+  end)
+  local inner, out = indent .. " ", {}
+  for _, k in ipairs(keys) do
+    local key = type(k) == "string" and string.format("[%q]", k) or "[" .. tostring(k) .. "]"
+    out[#out + 1] = inner .. key .. " = " .. dump(v[k], inner)
+  end
+  return "{\n" .. table.concat(out, ",\n") .. "\n" .. indent .. "}"
+end
+
 local function now()
   -- wall clock with sub-second resolution, without luasocket
   local s = capture("date +%s.%N")
@@ -108,7 +128,7 @@ local function parse_args(argv)
   for _, a in ipairs(argv) do
     local k, v = a:match("^%-%-([%w-]+)=(.*)$")
     if not k then k = a:match("^%-%-([%w-]+)$") end
-    if a == "run" or a == "list" then
+    if a == "run" or a == "list" or a == "report" then
       o.mode = a
     elseif k == "minutes" then o.minutes = assert(tonumber(v), "--minutes")
     elseif k == "seed" then o.seed = assert(math.tointeger(tonumber(v)), "--seed: an integer")
@@ -413,6 +433,11 @@ local function write_report(ctx)
     o.suite and "the rest of the suite for survivors" or "no rest of the suite (--no-suite)",
     o.luajit and ", survivors also on LuaJIT" or "", tostring(o.timeout_factor)))
   if ctx.baseline_line then add("- " .. ctx.baseline_line) end
+  if (ctx.remarked or 0) > 0 then
+    add(string.format("- %d survivors of this run were marked equivalent afterwards " ..
+      "(mk/mutate/equivalent.txt, `make mutate-report`); they count as equivalent, not tried.",
+      ctx.remarked))
+  end
   if #ctx.excluded > 0 then
     add("- **Left out (failed unmutated):** " .. table.concat(ctx.excluded, ", "))
   end
@@ -453,7 +478,7 @@ local function write_report(ctx)
   local opl = {}
   for _, n in ipairs(ops.OPS) do
     local b = byop[n]
-    if b then
+    if b and b.killed + b.survived + b.stillborn > 0 then
       opl[#opl + 1] = string.format("%s %s (%d/%d%s)", n, pct(b.killed, b.killed + b.survived),
         b.killed, b.killed + b.survived, b.stillborn > 0 and (", " .. b.stillborn .. " stillborn") or "")
     end
@@ -519,6 +544,48 @@ local function write_report(ctx)
   local tmp = out .. ".tmp"
   write_file(tmp, table.concat(L, "\n"))
   assert(os.rename(tmp, out))
+  if ctx.dir then
+    -- what `make mutate-report` re-renders (after marking equivalents)
+    local state = {}
+    for _, k in ipairs({ "opts", "files", "map", "stats", "rev", "command", "status",
+        "started_at", "finished_at", "baseline_line", "excluded", "remarked" }) do
+      state[k] = ctx[k]
+    end
+    write_file(ctx.dir .. "/state.lua.tmp", "return " .. dump(state) .. "\n")
+    assert(os.rename(ctx.dir .. "/state.lua.tmp", ctx.dir .. "/state.lua"))
+  end
+end
+
+-- `report`: the last run's report again, with the survivors that
+-- mk/mutate/equivalent.txt now names moved to "equivalent".
+local function rerender(o)
+  local path = o.dir .. "/state.lua"
+  local chunk = loadfile(path)
+  if not chunk then error("mutate: no run to report on (" .. path .. ")", 0) end
+  local ctx = chunk()
+  ctx.root = capture("pwd"):gsub("\n$", "")
+  ctx.opts.out = o.out
+  local eq = plan.parse_equivalent(read_file(o.equivalent) or "", o.equivalent)
+  local n = 0
+  for _, f in ipairs(ctx.files) do
+    local s = ctx.stats[f]
+    for _, r in ipairs(s.records) do
+      local e = eq[r.m.id]
+      if e and r.result == "survived" then
+        r.result, r.reason, r.diff = "equivalent", e.reason, nil
+        s.survived, s.tried, s.equivalent = s.survived - 1, s.tried - 1, s.equivalent + 1
+        n = n + 1
+      elseif e and (r.result == "killed" or r.result == "timeout") then
+        io.stderr:write(("mutate: %s is marked equivalent but %s killed it: check %s\n")
+          :format(r.m.id, r.check or "a check", o.equivalent))
+      end
+    end
+  end
+  ctx.remarked = (ctx.remarked or 0) + n
+  ctx.dir = o.dir
+  write_report(ctx)
+  io.write(string.format("report: %s (%d more survivors marked equivalent)\n", o.out, n))
+  return 0
 end
 
 -- ---- one mutant ------------------------------------------------------------------------
@@ -653,6 +720,7 @@ end
 
 local function main(argv)
   local o = parse_args(argv)
+  if o.mode == "report" then return rerender(o) end
   local root = capture("pwd"):gsub("\n$", "")
   if not exists(root .. "/Makefile") or not exists(root .. "/mk/mutate/ops.lua") then
     error("mutate: run from the repository root", 0)
