@@ -11,28 +11,12 @@
 
 /* ---- small readers ------------------------------------------------------- */
 
-/* Push t[k] if it is a string and return its bytes; else NULL, nothing. */
-static const char *get_string(lua_State *L, int t, const char *k, size_t *n) {
-  lua_getfield(L, t, k);
-  if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, n);
-  lua_pop(L, 1);
-  return NULL;
-}
-
-/* Push t[k] if it is a table; 1, else 0 and nothing. */
-static int get_table(lua_State *L, int t, const char *k) {
-  lua_getfield(L, t, k);
-  if (lua_istable(L, -1)) return 1;
-  lua_pop(L, 1);
-  return 0;
-}
-
 /* res[as] = from[k] when it is a string, scrubbed. */
 static void copy_string(lua_State *L, int from, const char *k, int res,
                         const char *as, const qv_secrets *sec) {
   size_t n;
   const char *v;
-  if ((v = get_string(L, from, k, &n)) == NULL) return;
+  if ((v = qv_field_string(L, from, k, &n)) == NULL) return;
   qv_push_scrubbed(L, sec, v, n);
   lua_remove(L, -2);
   lua_setfield(L, res, as);
@@ -77,8 +61,8 @@ static int push_request_id(lua_State *L, const qv_call_outcome *out, int st,
     qv_push_scrubbed(L, sec, out->request_id, strlen(out->request_id));
     return 1;
   }
-  if ((v = get_string(L, st, "body_request_id", &n)) == NULL &&
-      (v = get_string(L, st, "body_id", &n)) == NULL)
+  if ((v = qv_field_string(L, st, "body_request_id", &n)) == NULL &&
+      (v = qv_field_string(L, st, "body_id", &n)) == NULL)
     return 0;
   if (n > 9 && memcmp(v, "chatcmpl-", 9) == 0) { v += 9; n -= 9; }
   qv_push_scrubbed(L, sec, v, n);
@@ -97,8 +81,8 @@ static void set_common(lua_State *L, const qv_call_outcome *out, int st,
 /* Record the ids of a decoded body in st (for the request id). */
 static void keep_ids(lua_State *L, int body, int st) {
   size_t n;
-  if (get_string(L, body, "request_id", &n)) lua_setfield(L, st, "body_request_id");
-  if (get_string(L, body, "id", &n)) lua_setfield(L, st, "body_id");
+  if (qv_field_string(L, body, "request_id", &n)) lua_setfield(L, st, "body_request_id");
+  if (qv_field_string(L, body, "id", &n)) lua_setfield(L, st, "body_id");
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -123,9 +107,9 @@ static const char *code_for(long status, const char *api_code) {
 static int push_api_error(lua_State *L, const qv_call_outcome *out, int st,
                           const qv_secrets *sec, int obj, const char *fallback) {
   size_t mn = 0, an = 0;
-  const char *msg = obj ? get_string(L, obj, "message", &mn) : NULL;
-  const char *api = obj ? get_string(L, obj, "code", &an) : NULL;
-  if (obj && api == NULL) api = get_string(L, obj, "type", &an);
+  const char *msg = obj ? qv_field_string(L, obj, "message", &mn) : NULL;
+  const char *api = obj ? qv_field_string(L, obj, "code", &an) : NULL;
+  if (obj && api == NULL) api = qv_field_string(L, obj, "type", &an);
   lua_pushnil(L);
   qv_error_push(L, code_for(out->status, api), "");
   if (msg != NULL) qv_push_scrubbed(L, sec, msg, mn);
@@ -149,8 +133,8 @@ static int push_api_error(lua_State *L, const qv_call_outcome *out, int st,
 ** message}. Pushes the object (1) or nothing (0). */
 static int error_object(lua_State *L, int body) {
   size_t n;
-  if (get_table(L, body, "error")) return 1;
-  if (get_string(L, body, "message", &n)) {
+  if (qv_field_table(L, body, "error")) return 1;
+  if (qv_field_string(L, body, "message", &n)) {
     lua_pop(L, 1);
     lua_pushvalue(L, body);
     return 1;
@@ -344,13 +328,13 @@ static int models_result(lua_State *L, const qv_call_outcome *out, int st,
   lua_createtable(L, 0, 10);
   lua_newtable(L);
   list = lua_gettop(L);
-  if (get_table(L, body, "data")) {
+  if (qv_field_table(L, body, "data")) {
     for (i = 1; ; i++) {
       size_t len;
       const char *id;
       lua_rawgeti(L, -1, i);
       if (!lua_istable(L, -1)) { lua_pop(L, 1); break; }
-      if ((id = get_string(L, -1, "id", &len)) != NULL) {
+      if ((id = qv_field_string(L, -1, "id", &len)) != NULL) {
         qv_push_scrubbed(L, sec, id, len);
         lua_rawseti(L, list, ++n);
         lua_pop(L, 1);
@@ -446,7 +430,7 @@ static int stream_result(lua_State *L, const qv_call_outcome *out, int st,
 /* A stream that ended in an error event, or not cleanly. */
 static int stream_failure(lua_State *L, const qv_call_outcome *out, int st,
                           qv_stream *s, const qv_plan *p) {
-  if (get_table(L, st, "stream_error")) {
+  if (qv_field_table(L, st, "stream_error")) {
     int e = lua_gettop(L);
     qv_call_outcome o = *out;
     o.status = 400;                      /* for the code; status stays real */

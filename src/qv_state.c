@@ -91,6 +91,20 @@ static void add_to_buffer(void *ud, const char *p, size_t n) {
   luaL_addlstring((luaL_Buffer *)ud, p, n);
 }
 
+const char *qv_field_string(lua_State *L, int t, const char *k, size_t *n) {
+  lua_getfield(L, t, k);
+  if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, n);
+  lua_pop(L, 1);
+  return NULL;
+}
+
+int qv_field_table(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  if (lua_istable(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
 void qv_push_scrubbed(lua_State *L, const qv_secrets *sec, const char *s,
                       size_t n) {
   luaL_Buffer b;

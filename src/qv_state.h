@@ -47,6 +47,13 @@ int qv_pcall(lua_State *L, int nargs, int nresults);
 int qv_json_decode(lua_State *L, const char *s, size_t n);
 int qv_json_encode(lua_State *L, int idx);
 
+/* Push t[k] when it is a string and return its bytes (*n set); else
+** NULL and nothing pushed. */
+const char *qv_field_string(lua_State *L, int t, const char *k, size_t *n);
+
+/* Push t[k] when it is a table and return 1; else 0 and nothing pushed. */
+int qv_field_table(lua_State *L, int t, const char *k);
+
 /* Push s[0..n) with every secret replaced (qv_scrub). */
 void qv_push_scrubbed(lua_State *L, const qv_secrets *sec, const char *s,
                       size_t n);

@@ -68,27 +68,11 @@ void qv_stream_whole(qv_stream *s, const char *text, size_t n,
   s->done = 1;
 }
 
-/* t[k] when it is a string: pushed, with its bytes; else nothing. */
-static const char *get_string(lua_State *L, int t, const char *k, size_t *n) {
-  lua_getfield(L, t, k);
-  if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, n);
-  lua_pop(L, 1);
-  return NULL;
-}
-
-/* Push t[k] if it is a table; 1, else 0 and nothing pushed. */
-static int get_table(lua_State *L, int t, const char *k) {
-  lua_getfield(L, t, k);
-  if (lua_istable(L, -1)) return 1;
-  lua_pop(L, 1);
-  return 0;
-}
-
 /* Copy chunk[k] to st[as] when it is a string. */
 static void keep_string(lua_State *L, int chunk, const char *k, int st,
                         const char *as) {
   size_t n;
-  if (get_string(L, chunk, k, &n) != NULL) lua_setfield(L, st, as);
+  if (qv_field_string(L, chunk, k, &n) != NULL) lua_setfield(L, st, as);
 }
 
 /* One decoded chunk, at the top of the stack. */
@@ -96,7 +80,7 @@ static void fold_chunk(lua_State *L, int st, qv_stream *s) {
   int chunk = lua_gettop(L);
   const char *v;
   size_t n;
-  if (get_table(L, chunk, "error")) {       /* moderation after HTTP 200 */
+  if (qv_field_table(L, chunk, "error")) {       /* moderation after HTTP 200 */
     lua_setfield(L, st, "stream_error");
     s->failed = 1;
     return;
@@ -104,21 +88,21 @@ static void fold_chunk(lua_State *L, int st, qv_stream *s) {
   keep_string(L, chunk, "model", st, "model");
   keep_string(L, chunk, "request_id", st, "body_request_id");
   keep_string(L, chunk, "id", st, "body_id");
-  if (get_table(L, chunk, "usage")) lua_setfield(L, st, "usage");
-  if (!get_table(L, chunk, "choices")) return;
+  if (qv_field_table(L, chunk, "usage")) lua_setfield(L, st, "usage");
+  if (!qv_field_table(L, chunk, "choices")) return;
   lua_rawgeti(L, -1, 1);
   if (lua_istable(L, -1)) {
     int choice = lua_gettop(L);
-    if (get_string(L, choice, "finish_reason", &n) != NULL) {
+    if (qv_field_string(L, choice, "finish_reason", &n) != NULL) {
       lua_setfield(L, st, "finish_reason");
       s->done = 1;
     }
-    if (get_table(L, choice, "delta")) {
-      if ((v = get_string(L, -1, "reasoning_content", &n)) != NULL) {
+    if (qv_field_table(L, choice, "delta")) {
+      if ((v = qv_field_string(L, -1, "reasoning_content", &n)) != NULL) {
         add_delta(s, 1, v, n);
         lua_pop(L, 1);
       }
-      if ((v = get_string(L, -1, "content", &n)) != NULL) {
+      if ((v = qv_field_string(L, -1, "content", &n)) != NULL) {
         add_delta(s, 0, v, n);
         lua_pop(L, 1);
       }
@@ -137,7 +121,7 @@ void qv_stream_events(lua_State *L, int st, qv_stream *s, const char *p,
     } else if (s->failed) {
       /* nothing after an error counts */
     } else if (qv_json_decode(L, data, len) == 0 && lua_istable(L, -1)) {
-      if (error_event && !get_table(L, -1, "error")) {
+      if (error_event && !qv_field_table(L, -1, "error")) {
         lua_setfield(L, st, "stream_error");  /* "event: error" */
         s->failed = 1;
       } else {
