@@ -79,3 +79,41 @@ describe("load-and-call smoke test", function()
     end)
   end
 end)
+
+-- Ctrl-C on the interpreters the busted suites do not run (interrupt_spec
+-- covers Lua 5.4 and LuaJIT): a script blocked in qwenvl.chat ends as
+-- interrupted, printing no result, and its transfer is cancelled.
+describe("SIGINT to a script blocked in qwenvl.chat", function()
+  local proc = require("spec.support.proc")
+  local srv, dir
+
+  setup(function()
+    srv = standin.start{}
+    dir = fx.tmpdir()
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    if dir then fx.rm(dir) end
+  end)
+
+  for _, interp in ipairs({ "lua5.1", "lua5.3" }) do
+    it(interp .. " ends as interrupted", function()
+      local model = standin.scenario_model("intr-" .. interp, "delay=5000")
+      local script = dir .. "/intr-" .. interp .. ".lua"
+      fx.write(script, ("package.cpath = %q .. package.cpath\nlocal q = require('qwenvl')\n" ..
+        "local r, e = q.chat{ prompt = 'x', image = 'https://example.com/a.png', model = %q }\n" ..
+        "print('RESULT', r, e and e.code)\n"):format(u.root .. "/build/" .. interp .. "/?.so;", model))
+      local p = proc.spawn({ interp, script }, { cwd = dir,
+        env = { DASHSCOPE_API_KEY = srv.key, DASHSCOPE_BASE_URL = srv.base_url, HOME = dir } })
+      finally(function() p:cleanup() end)
+      proc.until_true(function() return srv:stats().in_flight >= 1 end, 10, "the request")
+      p:signal("INT")
+      local code = p:wait(10)
+      assert.are.equal(1, code, p.err)
+      assert.matches("interrupted!", p.err, 1, true)
+      assert.is_nil(p.out:find("RESULT", 1, true), "a result was printed: " .. p.out)
+      assert.is_true(p.ended_at - p.signalled_at < 1)
+      proc.until_true(function() return srv:stats().in_flight == 0 end, 10, "the client to leave")
+    end)
+  end
+end)
