@@ -337,7 +337,9 @@ void qv_call_free(qv_call *c) {
   if (c == NULL) return;
   if (c->engine != NULL && !qv_engine_owned(c->engine)) {
     /* a forked child: the transfer is the parent's; forget it without
-    ** touching curl (its socket and TLS state are shared) */
+    ** touching curl (its socket and TLS state are shared); the easy
+    ** handle may still point at the mime, so both are kept */
+    qv_engine_keep_easy(c->engine, c->easy);
     qv_engine_release(c->engine);
     c->engine = NULL;
     c->easy = NULL;

@@ -27,7 +27,17 @@ struct qv_engine {
   int ncalls;
   CURL *pool[QV_POOL_MAX];      /* easy handles to reuse */
   int npool;
+  CURL **kept;                  /* a forked child's calls' easies */
+  int nkept;
+  qv_engine *next_abandoned;
 };
+
+/* Engines a forked child let go of. They are never freed: a cleanup would
+** run curl's teardown on connections the parent still uses (closing them,
+** perhaps writing TLS alerts), and dropping the pointers would make the
+** child's multi and easies unreachable, which leak checkers report as lost
+** at the child's exit. Kept reachable here they are merely still in use. */
+static qv_engine *abandoned;
 
 double qv_now(void) {
   struct timespec ts;
@@ -91,13 +101,26 @@ void qv_engine_release(qv_engine *e) {
     /* a forked child: the multi's connections are the parent's too; a
     ** cleanup would close them under it (and could write TLS alerts) */
     qv_watch_abandon(e->watch);
-    free(e);
+    e->watch = NULL;
+    e->next_abandoned = abandoned;
+    abandoned = e;
     return;
   }
   for (i = 0; i < e->npool; i++) curl_easy_cleanup(e->pool[i]);
   curl_multi_cleanup(e->multi);   /* may still call on_socket: watch alive */
   qv_watch_free(e->watch);
+  free(e->kept);
   free(e);
+}
+
+void qv_engine_keep_easy(qv_engine *e, CURL *h) {
+  CURL **kept;
+  if (h == NULL) return;
+  if (e->npool < QV_POOL_MAX) { e->pool[e->npool++] = h; return; }
+  kept = realloc(e->kept, (size_t)(e->nkept + 1) * sizeof *kept);
+  if (kept == NULL) return;   /* then it is lost, which is harmless */
+  kept[e->nkept++] = h;
+  e->kept = kept;
 }
 
 int qv_engine_fd(const qv_engine *e) { return qv_watch_fd(e->watch); }

@@ -46,6 +46,8 @@ void qv_engine_keep_connections(qv_engine *e, long n);
 /* For qv_call. */
 CURL *qv_engine_take_easy(qv_engine *e);
 void qv_engine_give_easy(qv_engine *e, CURL *h);
+/* In a forked child: hold h untouched (it shares the parent's connection). */
+void qv_engine_keep_easy(qv_engine *e, CURL *h);
 int qv_engine_start(qv_engine *e, CURL *h);    /* 0 or -1 */
 void qv_engine_stop(qv_engine *e, CURL *h);
 void qv_engine_link(qv_engine *e, qv_link *l);
