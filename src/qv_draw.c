@@ -3,7 +3,6 @@
 ** The geometry comes first (no libvips), then the libvips part, called
 ** through a table filled once from the libvips that qv_resize loaded.
 */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -212,32 +211,19 @@ static const struct { const char *sym; size_t off; } draw_syms[] = {
 #undef ENTRY
 };
 
-static const char *const sonames[] = {
-#ifdef __APPLE__
-  "libvips.42.dylib", "/opt/homebrew/lib/libvips.42.dylib",
-  "/usr/local/lib/libvips.42.dylib", "/opt/local/lib/libvips.42.dylib",
-#else
-  "libvips.so.42", "libvips.so",
-#endif
-};
-
 /* Written once, by load_api under api_once; read-only afterwards. */
 static pthread_once_t api_once = PTHREAD_ONCE_INIT;
 static draw_api D;
 static int api_ok;
 
-/* The table, from the libvips already loaded (RTLD_NOLOAD: never a
-** second copy) by qv_resize. */
+/* The table, from the libvips that qv_resize loaded (never a second
+** copy). */
 static void load_api(void) {
   draw_api api;
-  void *h = NULL;
   size_t i;
-  for (i = 0; h == NULL && i < sizeof sonames / sizeof *sonames; i++)
-    h = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  if (h == NULL) return;
   memset(&api, 0, sizeof api);
   for (i = 0; i < sizeof draw_syms / sizeof *draw_syms; i++) {
-    void *p = dlsym(h, draw_syms[i].sym);
+    void *p = qv_resize_vips_symbol(draw_syms[i].sym);
     if (p == NULL) return;
     memcpy((char *)&api + draw_syms[i].off, &p, sizeof p);
   }

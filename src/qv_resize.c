@@ -152,6 +152,7 @@ typedef char qv_fnptr_is_voidptr[sizeof(int (*)(void)) == sizeof(void *) ? 1 : -
 /* Written once, by init_vips under vips_once; read-only afterwards. */
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static vips_api V;
+static void *vips_handle;        /* libvips, open for the life of the process */
 static int vips_ok;
 static pid_t vips_pid;           /* the process that ran vips_init */
 static char vips_why[400];       /* why !vips_ok */
@@ -198,6 +199,7 @@ static void init_vips(void) {
     memcpy((char *)&api + vips_syms[i].off, &p, sizeof p);
   }
   V = api;
+  vips_handle = h;
   major = V.version(0);
   minor = V.version(1);
   if (major < QV_VIPS_MIN_MAJOR ||
@@ -246,6 +248,10 @@ static const char *vips_not_here(char *buf, size_t size) {
 }
 
 int qv_resize_available(void) { return vips_here(); }
+
+void *qv_resize_vips_symbol(const char *name) {
+  return vips_here() ? dlsym(vips_handle, name) : NULL;
+}
 
 /* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
 static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {

@@ -73,6 +73,12 @@ typedef struct qv_resize_info {
 ** loads it (~100 shared libraries); later calls are cheap. */
 int qv_resize_available(void);
 
+/* The address of the function `name` in the libvips loaded here (or in
+** GLib, GObject under it), or NULL: no such symbol, or libvips is not
+** usable in this process (qv_resize_available). qv_draw fills its own
+** table with it, from the very copy of libvips that qv_resize loaded. */
+void *qv_resize_vips_symbol(const char *name);
+
 /* Decide, without libvips, whether the image needs work. Cheap (header
 ** and EXIF only): callers can run it on their own thread and leave
 ** qv_resize (up to ~2-3 s at the pixel cap here) to a worker.
