@@ -15,22 +15,7 @@ local ROOT = fx.sh("pwd"):gsub("%s+$", "")
 local BIN = ROOT .. "/bin/qwenvl"
 
 -- What the stand-in received: per message {role, text, {image SHA-256s}}.
-local function turns(body)
-  local list = {}
-  for i, m in ipairs(body.messages) do
-    local text, shas = m.content, {}
-    if type(m.content) == "table" then
-      local parts = {}
-      for _, p in ipairs(m.content) do
-        if p.type == "text" then parts[#parts + 1] = p.text
-        elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
-      end
-      text = table.concat(parts, "\n")
-    end
-    list[i] = { m.role, text, shas }
-  end
-  return list
-end
+local turns = standin.turns
 
 describe("qwenvl chat (standard input not a terminal)", function()
   local srv, dir, img1, img2, sha1, sha2
