@@ -246,30 +246,8 @@ static int fail(const char **code, const char **why, const char *c, const char *
 /* *why = "<what>: <libvips message>" in info->msg. */
 static int vips_fail(qv_draw_info *info, const char *code, const char *what,
                      const char **codep, const char **why) {
-  char *e = D.error_buffer_copy();
-  const char *m = e ? e : "";
-  size_t k;
-  while (*m == ' ' || *m == '\n') m++;
-  snprintf(info->msg, sizeof info->msg, "%s%s%s", what, *m ? ": " : "", m);
-  for (k = strlen(info->msg); k > 0 && (info->msg[k - 1] == '\n' || info->msg[k - 1] == ' '); k--)
-    info->msg[k - 1] = '\0';
-  for (k = 0; info->msg[k]; k++) if (info->msg[k] == '\n') info->msg[k] = ';';
-  D.gfree(e);
+  qv_resize_vips_error(info->msg, sizeof info->msg, what);
   return fail(codep, why, code, info->msg);
-}
-
-/* The loaders of the formats qv_image accepts (not, say, SVG or PDF for
-** bytes that merely look like them); BMP only through ImageMagick. */
-static int loader_ok(const char *nick, qv_format f) {
-  static const char *const ok[] = { "Jpeg", "Png", "Webp", "Tiff", "Nsgif", "Heif", NULL };
-  char name[64];
-  int i;
-  if (nick == NULL) return 0;
-  for (i = 0; ok[i]; i++) {
-    snprintf(name, sizeof name, "VipsForeignLoad%sBuffer", ok[i]);
-    if (strcmp(nick, name) == 0) return 1;
-  }
-  return f == QV_FMT_BMP && strncmp(nick, "VipsForeignLoadMagick", 21) == 0;
 }
 
 /* Replace *img by what op made of it (or keep it and fail). */
@@ -480,7 +458,7 @@ static int draw_file(const qv_buf *in, const qv_image_info *ii, const char *out_
   const char *nick = D.find_load_buffer(in->data, in->len);
   double px;
   int r;
-  if (!loader_ok(nick, ii->format)) {
+  if (!qv_resize_loader_ok(nick, ii->format)) {
     D.error_clear();
     return fail(code, why, "invalid_request", "libvips has no safe loader for this picture");
   }

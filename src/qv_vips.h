@@ -51,7 +51,7 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
 /*   X(return type, field, symbol, parameters)
 ** Field names are not the symbols: glib may define some of those as
 ** function-like macros. */
-/* what qv_resize and qv_draw both call: decode, flatten, save, errors */
+/* what qv_resize and qv_draw both call: decode, flatten, save, clean up */
 #define QV_VIPS_COMMON_API(X) \
   X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
     (const void *data, size_t size)) \
@@ -70,16 +70,16 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
     (qv_VipsImage *in, void **buf, size_t *len, ...)) \
   X(int, webpsave_buffer, vips_webpsave_buffer, \
     (qv_VipsImage *in, void **buf, size_t *len, ...)) \
-  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
   X(void, error_clear, vips_error_clear, (void)) \
   X(void, gfree, g_free, (void *mem)) \
   X(void, object_unref, g_object_unref, (void *object))
 
-/* qv_resize's: start-up, the thumbnail, progress and kill */
+/* qv_resize's: start-up, the thumbnail, progress and kill, error text */
 #define QV_VIPS_API(X) \
   QV_VIPS_COMMON_API(X) \
   X(int, init, vips_init, (const char *argv0)) \
   X(int, version, vips_version, (int flag)) \
+  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
   X(void, cache_set_max, vips_cache_set_max, (int max)) \
   X(unsigned int, log_set_handler, g_log_set_handler, \
     (const char *domain, int levels, qv_GLogFunc fn, void *ud)) \
