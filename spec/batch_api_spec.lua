@@ -693,13 +693,7 @@ describe("qwenvl.batch", function()
     local bcli = require("qwenvl.batch.cli")
     local imgdir
 
-    local function buffer()
-      local b = { parts = {} }
-      function b:write(...) for _, x in ipairs{ ... } do self.parts[#self.parts + 1] = tostring(x) end return self end
-      function b:flush() return self end
-      function b:text() return table.concat(self.parts) end
-      return b
-    end
+    local buffer = fx.buffer
 
     local function cli(args, jobdir)
       local out, err = buffer(), buffer()

@@ -6,13 +6,7 @@
 local fx = require("spec.support.fixtures")
 local bcli = require("qwenvl.batch.cli")
 
-local function buffer()
-  local b = { parts = {} }
-  function b:write(...) for _, x in ipairs{ ... } do self.parts[#self.parts + 1] = tostring(x) end return self end
-  function b:flush() return self end
-  function b:text() return table.concat(self.parts) end
-  return b
-end
+local buffer = fx.buffer
 
 describe("qwenvl.batch.cli on the common CLI helpers", function()
   local dir
