@@ -35,16 +35,10 @@
 --
 -- Child mode (what callgrind runs): bench.lua --calls N WARM BASE_URL KEY IMAGE
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  local d = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "bench"
-  return d
-end
-local ROOT = script_dir() .. "/.."
-local LUA_ABI = os.getenv("BENCH_ABI") or (jit and "luajit") or
-  ("lua" .. _VERSION:match("%d+%.%d+"))
-package.path = ROOT .. "/?.lua;" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = ROOT .. "/build/" .. LUA_ABI .. "/?.so;" .. package.cpath
+-- bench/util.lua: the checkout's module paths and what the benchmarks share
+local util = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/util.lua")
+util.use_checkout()
+local ROOT, LUA_ABI = util.ROOT, util.LUA_ABI
 
 local qwenvl = require("qwenvl")
 
@@ -154,29 +148,9 @@ open(path, "wb").write(png)
   assert(ok and fsize(path), "could not generate " .. path)
 end
 
-local function base64_file(path)
-  local s, ok = read_cmd("base64 -w0 " .. sh_quote(path))
-  assert(ok, "base64 failed")
-  return (s:gsub("%s", ""))
-end
-
--- The exact body qwenvl sends for req: plan.body is the very table qwenvl
--- encoded (same cjson, same key order), only inline images are replaced by
--- a note; put them back the way qwenvl does (raw base64, no "\/" escapes).
-local function encode(t)   -- as qwenvl does: "/" unescaped (cjson writes "\/")
-  return (cjson.encode(t):gsub("\\/", "/"))
-end
-local function body_for(req, image_path)
-  local plan = assert(qwenvl.prepare(req))
-  if not image_path then return encode(plan.body), plan end
-  local part = plan.body.messages[#plan.body.messages].content[1]
-  local mime = part.image_url.url:match("^data:([^;]+);base64,")
-  part.image_url.url = "QVBENCH-IMAGE-PLACEHOLDER"
-  local json = encode(plan.body)
-  local i, j = json:find('"QVBENCH-IMAGE-PLACEHOLDER"', 1, true)
-  assert(i, "placeholder not found")
-  return json:sub(1, i) .. "data:" .. mime .. ";base64," .. base64_file(image_path) .. json:sub(j), plan
-end
+-- The exact body qwenvl sends for req (the inline image put back as qwenvl
+-- writes it): see bench/util.lua.
+local function body_for(req, image_path) return util.body_for(qwenvl, req, image_path) end
 
 local function machine()
   local cpu = read_cmd("grep -m1 'model name' /proc/cpuinfo 2>/dev/null"):match(":%s*(.-)%s*$") or "?"
@@ -202,11 +176,8 @@ local lines = {}   -- markdown output
 local function out(s) lines[#lines + 1] = s; print(s) end
 local failed = false
 -- summary lines: figure, measured, goal, met/MISSED (bench/summary.lua)
-local summary = {}
-local function add_summary(figure, measured, goal, met)
-  summary[#summary + 1] = table.concat({ figure, measured, goal,
-    met == nil and "n/a" or (met and "met" or "MISSED") }, "\t")
-end
+local summary = util.summary()
+local add_summary = summary.add
 local function verdict(x, goal) return x and (x <= goal and "met" or "missed") or "n/a" end
 
 -- One qwenvl run: N sequential chat calls, warm-up first. Raw samples (µs)
@@ -515,8 +486,5 @@ if OUT ~= "-" then
   write_file(OUT, table.concat(lines, "\n") .. "\n")
   print("\nwritten to " .. OUT)
 end
-if SUMMARY ~= "-" then
-  os.execute("mkdir -p " .. sh_quote(SUMMARY:match("^(.*)/") or "."))
-  write_file(SUMMARY, table.concat(summary, "\n") .. (#summary > 0 and "\n" or ""))
-end
+summary.write(SUMMARY)
 if failed then io.stderr:write("note: a goal was missed or the requests differed (see above)\n") end

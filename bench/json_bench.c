@@ -90,13 +90,16 @@ __attribute__((noinline)) static void one_qv(ctx *c) {
   c->sink += c->content.len + c->model.len + top[2].n;
 }
 
-__attribute__((noinline)) static void one_qv_all(ctx *c) {
+/* What qv_all and qv_lua both do before usage: validate, pick the
+** fields, unescape content, reasoning and model, check finish_reason,
+** take id's span. Returns usage's value. (Inside each mode's function for
+** --toggle-collect: callgrind counts what it calls.) */
+static qv_json_val read_answer(ctx *c) {
   static const char *const top_keys[] = { "choices", "model", "usage", "id",
                                           "error", "request_id" };
   static const char *const choice_keys[] = { "message", "finish_reason" };
   static const char *const msg_keys[] = { "content", "reasoning_content" };
   qv_json_val root, top[6], choice, ch[2], msg[2];
-  lua_State *L = c->L;
   if (qv_json_parse(body, sizeof body - 1, &root) != 0) fail("qv refused");
   qv_json_pick(&root, top_keys, 6, top);
   if (qv_json_index(&top[0], 0, &choice) != 0) fail("no choice");
@@ -110,9 +113,15 @@ __attribute__((noinline)) static void one_qv_all(ctx *c) {
   qv_json_string(&top[1], &c->model);
   if (!qv_json_eq(&ch[1], "stop", 4)) fail("finish_reason");
   c->sink += top[3].n;
+  return top[2];
+}
+
+__attribute__((noinline)) static void one_qv_all(ctx *c) {
+  lua_State *L = c->L;
+  qv_json_val usage = read_answer(c);
   /* usage becomes a table, as the result carries it */
   lua_getfield(L, LUA_REGISTRYINDEX, "bench.decode");
-  lua_pushlstring(L, top[2].p, top[2].n);
+  lua_pushlstring(L, usage.p, usage.n);
   if (lua_pcall(L, 1, 1, 0) != 0) fail("cjson refused usage");
   lua_settop(L, 0);
   c->sink += c->content.len + c->reasoning.len + c->model.len;
@@ -164,26 +173,9 @@ static void push_value(lua_State *L, const qv_json_val *v, qv_buf *tmp) {
 }
 
 __attribute__((noinline)) static void one_qv_lua(ctx *c) {
-  static const char *const top_keys[] = { "choices", "model", "usage", "id",
-                                          "error", "request_id" };
-  static const char *const choice_keys[] = { "message", "finish_reason" };
-  static const char *const msg_keys[] = { "content", "reasoning_content" };
-  qv_json_val root, top[6], choice, ch[2], msg[2];
   lua_State *L = c->L;
-  if (qv_json_parse(body, sizeof body - 1, &root) != 0) fail("qv refused");
-  qv_json_pick(&root, top_keys, 6, top);
-  if (qv_json_index(&top[0], 0, &choice) != 0) fail("no choice");
-  qv_json_pick(&choice, choice_keys, 2, ch);
-  qv_json_pick(&ch[0], msg_keys, 2, msg);
-  qv_buf_reset(&c->content);
-  qv_buf_reset(&c->reasoning);
-  qv_buf_reset(&c->model);
-  qv_json_string(&msg[0], &c->content);
-  qv_json_string(&msg[1], &c->reasoning);
-  qv_json_string(&top[1], &c->model);
-  if (!qv_json_eq(&ch[1], "stop", 4)) fail("finish_reason");
-  c->sink += top[3].n;
-  push_value(L, &top[2], &c->tmp);
+  qv_json_val usage = read_answer(c);
+  push_value(L, &usage, &c->tmp);
   lua_settop(L, 0);
   c->sink += c->content.len + c->reasoning.len + c->model.len;
 }

@@ -24,6 +24,8 @@ package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = (build:sub(1, 1) == "/" and "" or "./") .. build .. "/?.so;" .. package.cpath
 
 local cjson = require("cjson")
+-- what the benchmarks share (its module paths are not used: the build is arg[1])
+local util = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/util.lua")
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -67,40 +69,11 @@ end
 local dir = must("mktemp -d /tmp/qwenvl-bench.XXXXXX"):gsub("%s+$", "")
 
 -- wall seconds and peak RSS (KiB) of one process, and what it printed:
--- a small C wrapper (fork, exec, wait4), so that the peak is the child's
--- own (a python or lua parent's pages would count as the child's until
--- exec replaces them)
+-- bench/timed.c (fork, exec, wait4; compiled here, bench/wan_bench.lua
+-- uses it too), so that the peak is the child's own (a python or lua
+-- parent's pages would count as the child's until exec replaces them)
 local timer = dir .. "/timed"
-do
-  local src = dir .. "/timed.c"
-  local f = assert(io.open(src, "w"))
-  f:write([[
-#define _DEFAULT_SOURCE
-#include <stdio.h>
-#include <sys/resource.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  struct timespec a, b;
-  struct rusage ru;
-  int st = 0;
-  pid_t p;
-  (void)argc;
-  clock_gettime(CLOCK_MONOTONIC, &a);
-  p = fork();
-  if (p == 0) { execvp(argv[1], argv + 1); _exit(127); }
-  wait4(p, &st, 0, &ru);
-  clock_gettime(CLOCK_MONOTONIC, &b);
-  printf("TIMED %.6f %ld %d\n", (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
-         ru.ru_maxrss, WIFEXITED(st) ? WEXITSTATUS(st) : 128);
-  return 0;
-}
-]])
-  f:close()
-  must(("cc -O2 -o %s %s"):format(q(timer), q(src)))
-end
+must(("cc -O2 -o %s %s"):format(q(timer), q(util.ROOT .. "/bench/timed.c")))
 
 local function timed(argv)
   local parts = { q(timer) }
@@ -111,14 +84,7 @@ local function timed(argv)
   return tonumber(dt), tonumber(kb), body
 end
 
-local function median(t)
-  local c = {}
-  for i, v in ipairs(t) do c[i] = v end
-  table.sort(c)
-  local n = #c
-  if n % 2 == 1 then return c[(n + 1) / 2] end
-  return (c[n / 2] + c[n / 2 + 1]) / 2
-end
+local median = util.median
 
 -- runs argv n times (after one warm-up run): median wall, median peak RSS
 local function measure(argv, n)

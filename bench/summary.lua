@@ -11,23 +11,16 @@
 -- bench`) are the run's duration and start (Unix time: a report older
 -- than that is marked so); SUMMARY_OUT=- prints only.
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  return src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "bench"
-end
-local ROOT = script_dir() .. "/.."
+-- bench/util.lua: the checkout's module paths and what the benchmarks share
+local util = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/util.lua")
+util.use_checkout()
+local ROOT = util.ROOT
 local DIR = os.getenv("BENCH_SUMMARY_DIR") or (ROOT .. "/build/bench/summary")
 local OUT = os.getenv("SUMMARY_OUT") or (ROOT .. "/bench/summary.md")
 local OUT_NAME = os.getenv("SUMMARY_OUT") or "bench/summary.md"
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS"))
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.support.fixtures").try_read
 
 local function cmd(c)
   local p = io.popen(c .. " 2>/dev/null")

@@ -1,8 +1,9 @@
 /*
 ** timed: run one command and report its wall time and peak RSS, for the
-** per-process rows of bench/wan_bench.lua. fork, exec, wait4: the peak is
-** the child's own (a Lua or Python parent's pages would count as the
-** child's until exec replaced them if the parent measured itself).
+** per-process rows of bench/wan_bench.lua and bench/resize_bench.lua.
+** fork, exec, wait4: the peak is the child's own (a Lua or Python
+** parent's pages would count as the child's until exec replaced them if
+** the parent measured itself).
 **
 **   timed PROGRAM [ARGS...]
 **

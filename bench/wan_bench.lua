@@ -40,15 +40,10 @@
 -- BENCH_SUMMARY (the summary lines file, default
 -- build/bench/summary/wan.tsv; "-" for none).
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  return src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "bench"
-end
-local ROOT = script_dir() .. "/.."
-local LUA_ABI = os.getenv("BENCH_ABI") or (jit and "luajit") or
-  ("lua" .. _VERSION:match("%d+%.%d+"))
-package.path = ROOT .. "/?.lua;" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = ROOT .. "/build/" .. LUA_ABI .. "/?.so;" .. package.cpath
+-- bench/util.lua: the checkout's module paths and what the benchmarks share
+local util = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/util.lua")
+util.use_checkout()
+local ROOT = util.ROOT
 
 local socket = require("socket")
 local now = socket.gettime
@@ -72,7 +67,6 @@ end
 local qwenvl = require("qwenvl")
 local standin = require("spec.support.standin")
 local fx = require("spec.support.fixtures")
-local cjson = require("cjson")
 
 local RTT_MS = tonumber(os.getenv("WAN_RTT_MS")) or 60
 local RUNS = tonumber(os.getenv("WAN_RUNS")) or 7
@@ -120,15 +114,7 @@ f:close()
 local DIR = fx.tmpdir()
 local IMAGE = fx.png(DIR .. "/small.png", 64, 48)
 
-local function median(t)
-  local c = {}
-  for i, v in ipairs(t) do c[i] = v end
-  table.sort(c)
-  local n = #c
-  if n == 0 then return nil end
-  if n % 2 == 1 then return c[(n + 1) / 2] end
-  return (c[n / 2] + c[n / 2 + 1]) / 2
-end
+local median = util.median
 
 local function pct(t, p)   -- nearest rank
   local c = {}
@@ -196,17 +182,8 @@ local function start_proxy(target_port, opts)
   }
 end
 
--- the same body bytes qwenvl sends (bench.lua's rule: prepare() gives the
--- body with the inline image as a note; put the base64 back)
-local function body_for(req)
-  local plan = assert(qwenvl.prepare(req))
-  local part = plan.body.messages[#plan.body.messages].content[1]
-  local mime = part.image_url.url:match("^data:([^;]+);base64,")
-  part.image_url.url = "QVBENCH-IMAGE-PLACEHOLDER"
-  local json = cjson.encode(plan.body):gsub("\\/", "/")   -- qwenvl does not escape "/"
-  local i, j = json:find('"QVBENCH-IMAGE-PLACEHOLDER"', 1, true)
-  return json:sub(1, i) .. "data:" .. mime .. ";base64," .. fx.base64(req.image) .. json:sub(j)
-end
+-- the same body bytes qwenvl sends (see bench/util.lua)
+local function body_for(req) return (util.body_for(qwenvl, req, req.image)) end
 
 local function machine()
   local cpu = sh("grep -m1 'model name' /proc/cpuinfo"):match(":%s*(.-)%s*$") or "?"
@@ -220,16 +197,13 @@ local function machine()
 end
 
 -- output -------------------------------------------------------------------
-local lines, summary = {}, {}
+local lines, summary = {}, util.summary()
 local function out(s) lines[#lines + 1] = s; print(s) end
 local function ms(s) return s and ("%.1f ms"):format(s * 1000) or "n/a" end
 local function rtts(s) return s and ("%.2f RTT"):format(s / RTT) or "n/a" end
 local function mib(kb) return kb and ("%.1f MiB"):format(kb / 1024) or "n/a" end
--- figure, measured (text), goal (text), verdict ("met", "missed", "n/a")
-local function add_summary(figure, measured, goal, met)
-  local verdict = met == nil and "n/a" or (met and "met" or "MISSED")
-  summary[#summary + 1] = table.concat({ figure, measured, goal, verdict }, "\t")
-end
+-- figure, measured (text), goal (text), met (true, false, nil: n/a)
+local add_summary = summary.add
 
 local srv = standin.start {}
 local key = srv.key
@@ -270,6 +244,14 @@ local function new_cache()   -- a probe-cache folder of a row's own
   return c
 end
 
+-- a measure_rows row: `qwenvl analyze` against base_url with a probe cache
+-- of its own, emptied before each run when `cold`
+local function analyze_row(base_url, label, extra, cold, headline)
+  local cache = new_cache()
+  return { label = label, argv = analyze_argv(base_url, extra), env = analyze_env(cache),
+           setup = cold and fresh(cache) or nil, headline = headline }
+end
+
 -- requests and connections at the stand-in (srv unless given) for one run of fn
 local function traffic(fn, server)
   server = server or srv
@@ -305,11 +287,7 @@ local ok, err = xpcall(function()
     out("")
     out("| process | wall | peak RSS | at the stand-in | goal |")
     out("|---|---:|---:|---|---|")
-    local function row(label, extra, cold, headline)
-      local cache = new_cache()
-      return { label = label, argv = analyze_argv(srv.base_url, extra), env = analyze_env(cache),
-               setup = cold and fresh(cache) or nil, headline = headline }
-    end
+    local function row(...) return analyze_row(srv.base_url, ...) end
     local rows = {}
     if HAS_PROBE_CACHE then
       rows[#rows + 1] = row("`qwenvl analyze`, probe cache warm", {}, false, true)
@@ -365,11 +343,7 @@ local ok, err = xpcall(function()
     out("")
     out("| process | wall | round trips | beyond 2 RTT | at the stand-in | goal |")
     out("|---|---:|---:|---:|---|---|")
-    local function row(label, extra, cold, headline)
-      local cache = new_cache()
-      return { label = label, argv = analyze_argv(proxy.base_url, extra), env = analyze_env(cache),
-               setup = cold and fresh(cache) or nil, headline = headline }
-    end
+    local function row(...) return analyze_row(proxy.base_url, ...) end
     local rows, missing = {}, {}
     if HAS_PROBE_CACHE then
       rows[#rows + 1] = row("probe cache warm", {}, false, "probe cache warm")
@@ -563,7 +537,4 @@ if OUT ~= "-" then
   fx.write(OUT, table.concat(lines, "\n") .. "\n")
   print("\nwritten to " .. OUT)
 end
-if SUMMARY ~= "-" then
-  os.execute("mkdir -p " .. q(SUMMARY:match("^(.*)/") or "."))
-  fx.write(SUMMARY, table.concat(summary, "\n") .. (#summary > 0 and "\n" or ""))
-end
+summary.write(SUMMARY)

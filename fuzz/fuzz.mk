@@ -19,7 +19,7 @@ FUZZ_CFLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined \
 FUZZ_LIBS ?= -lm
 FUZZ_FLAGS ?= -timeout=20
 FUZZ_DIR = build/fuzz
-FUZZ_HEADERS = $(wildcard src/qv_*.h)
+FUZZ_HEADERS = $(wildcard src/qv_*.h spec/c/*.h)
 
 FUZZ_EXTRA_sse ?= src/qv_sse.c src/qv_buf.c
 FUZZ_EXTRA_data_url ?= src/qv_image.c src/qv_buf.c

@@ -14,21 +14,12 @@
 #include "qv_image.h"
 #include "qv_resize.h"
 
+#include "../spec/c/crc32.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void sane(int o) {
   if (o < 0 || o > 8) abort();
-}
-
-static unsigned long crc32_(const unsigned char *p, size_t n) {
-  unsigned long c = 0xFFFFFFFFul;
-  size_t i;
-  int k;
-  for (i = 0; i < n; i++) {
-    c ^= p[i];
-    for (k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320ul ^ (c >> 1) : c >> 1;
-  }
-  return c ^ 0xFFFFFFFFul;
 }
 
 static void be32(unsigned char *p, unsigned long v) {
@@ -115,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   be32(w + n, size); n += 4;
   memcpy(w + n, "eXIf", 4); n += 4;
   memcpy(w + n, data, size); n += size;
-  be32(w + n, crc32_(w + n - size - 4, size + 4)); n += 4;
+  be32(w + n, test_crc32(w + n - size - 4, size + 4)); n += 4;
   memcpy(w + n, png_tail, sizeof png_tail - 1);
   n += sizeof png_tail - 1;
   run(w, n);

@@ -16,11 +16,11 @@ WATCH_TESTS := build/test_watch_$(WATCH_NATIVE) build/test_watch_poll
 
 .PHONY: units-watch
 
-build/test_watch_$(WATCH_NATIVE): spec/c/test_watch.c src/qv_watch.c src/qv_watch.h
+build/test_watch_$(WATCH_NATIVE): spec/c/test_watch.c spec/c/check.h src/qv_watch.c src/qv_watch.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WATCH_CFLAGS) -DWANT_BACKEND='"$(WATCH_NATIVE)"' -Isrc spec/c/test_watch.c src/qv_watch.c -o $@
 
-build/test_watch_poll: spec/c/test_watch.c src/qv_watch.c src/qv_watch.h
+build/test_watch_poll: spec/c/test_watch.c spec/c/check.h src/qv_watch.c src/qv_watch.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WATCH_CFLAGS) -DQV_WATCH_POLL -DWANT_BACKEND='"poll"' -Isrc spec/c/test_watch.c src/qv_watch.c -o $@
 

@@ -29,18 +29,10 @@ describe("qwenvl.batch", function()
     sleeps = {}
   end)
 
-  local function control(path, t)
-    local s, b = srv:post("/_standin/batch/" .. path, t and cjson.encode(t) or "")
-    assert.are.equal(200, s, b)
-    return cjson.decode(b)
-  end
+  local function control(path, t) return srv:batch_control(path, t) end
   local function config(t) return control("config", t) end
   local function advance(s) return control("clock", { advance_s = s }) end
-  local function state()
-    local s, b = srv:get("/_standin/batch/state")
-    assert.are.equal(200, s)
-    return cjson.decode(b)
-  end
+  local function state() return srv:batch_state() end
   local function calls(route) return state().calls[route] or 0 end
 
   -- sleeping moves the stand-in's clock instead
@@ -701,13 +693,7 @@ describe("qwenvl.batch", function()
     local bcli = require("qwenvl.batch.cli")
     local imgdir
 
-    local function buffer()
-      local b = { parts = {} }
-      function b:write(...) for _, x in ipairs{ ... } do self.parts[#self.parts + 1] = tostring(x) end return self end
-      function b:flush() return self end
-      function b:text() return table.concat(self.parts) end
-      return b
-    end
+    local buffer = fx.buffer
 
     local function cli(args, jobdir)
       local out, err = buffer(), buffer()

@@ -10,27 +10,11 @@ local cjson = require("cjson")
 
 local KEY = "sk-qwenvlchat-FAKEKEY-5e0c19"
 local Q = fx.quote
-local LUA = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("(%d+%.%d+)"))
-local ROOT = fx.sh("pwd"):gsub("%s+$", "")
-local BIN = ROOT .. "/bin/qwenvl"
+local proc = require("spec.support.proc")
+local LUA, ROOT, BIN = proc.LUA, proc.root, proc.BIN   -- this interpreter, the checkout's bin/qwenvl
 
 -- What the stand-in received: per message {role, text, {image SHA-256s}}.
-local function turns(body)
-  local list = {}
-  for i, m in ipairs(body.messages) do
-    local text, shas = m.content, {}
-    if type(m.content) == "table" then
-      local parts = {}
-      for _, p in ipairs(m.content) do
-        if p.type == "text" then parts[#parts + 1] = p.text
-        elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
-      end
-      text = table.concat(parts, "\n")
-    end
-    list[i] = { m.role, text, shas }
-  end
-  return list
-end
+local turns = standin.turns
 
 describe("qwenvl chat (standard input not a terminal)", function()
   local srv, dir, img1, img2, sha1, sha2

@@ -73,23 +73,7 @@ local function header(path)
 end
 
 -- JPEG with an EXIF APP1 carrying only Orientation (0x0112) = o.
-local function set_orientation(src, dst, o)
-  local py = [[
-import sys, struct
-d = open(sys.argv[1], 'rb').read()
-assert d[:2] == b'\xff\xd8'
-tiff = b'MM\x00\x2a' + struct.pack('>I', 8) + struct.pack('>H', 1) \
-     + struct.pack('>HHIHH', 0x0112, 3, 1, int(sys.argv[3]), 0) + struct.pack('>I', 0)
-app1 = b'Exif\x00\x00' + tiff
-seg = b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1
-open(sys.argv[2], 'wb').write(d[:2] + seg + d[2:])
-]]
-  local script = os.tmpname()
-  write(script, py)
-  sh("python3 " .. q(script) .. " " .. q(src) .. " " .. q(dst) .. " " .. o)
-  os.remove(script)
-  return dst
-end
+local set_orientation = require("spec.support.vision").set_orientation
 
 -- A copy of src (PNG, or WebP that libvips wrote) carrying an EXIF
 -- orientation o: an eXIf chunk before IDAT, or an EXIF chunk flagged in a

@@ -16,17 +16,7 @@ local LUA = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("(%d+%
 local ABI = type(jit) == "table" and "luajit" or LUA
 local KILL = "timeout -k 10 300 "   -- seconds; the old translator took hours
 
-local function check(doc, s, expected_errors)
-  local ok, errs = schema.validate(doc, s)
-  if expected_errors == nil then
-    assert.are.same({}, errs)
-    assert.is_true(ok)
-  else
-    assert.is_false(ok)
-    if type(expected_errors) == "string" then expected_errors = { expected_errors } end
-    assert.are.same(expected_errors, errs)
-  end
-end
+local check = require("spec.support.schema_check")
 
 -- schema.validate(doc, s) in a fresh interpreter; doc and s are JSON text,
 -- or `build` is Lua code that sets the locals doc and s. Returns ok, errors

@@ -6,17 +6,7 @@ local cjson = require("cjson")
 
 local function J(s) return cjson.decode(s) end
 
-local function check(doc, s, expected_errors)
-  local ok, errs = schema.validate(doc, s)
-  if expected_errors == nil then
-    assert.are.same({}, errs)
-    assert.is_true(ok)
-  else
-    assert.is_false(ok)
-    if type(expected_errors) == "string" then expected_errors = { expected_errors } end
-    assert.are.same(expected_errors, errs)
-  end
-end
+local check = require("spec.support.schema_check")
 
 local read = fx.read
 

@@ -31,20 +31,12 @@ describe("stand-in Batch and Files APIs", function()
       auth(t and { ["content-type"] = "application/json" } or nil))
   end
 
-  local function control(path, t)
-    local s, b = srv:post("/_standin/batch/" .. path, t and cjson.encode(t) or "")
-    assert.are.equal(200, s, b)
-    return cjson.decode(b)
-  end
+  local function control(path, t) return srv:batch_control(path, t) end
 
   local function config(t) return control("config", t) end
   local function advance(s) return control("clock", { advance_s = s }) end
 
-  local function state()
-    local s, b = srv:get("/_standin/batch/state")
-    assert.are.equal(200, s)
-    return cjson.decode(b)
-  end
+  local function state() return srv:batch_state() end
 
   local function upload(content, purpose, filename, headers)
     local boundary = "qwenvlspec" .. tostring(math.random(1, 1e9))

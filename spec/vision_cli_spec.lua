@@ -10,9 +10,8 @@ local cjson = require("cjson")
 
 local KEY = "sk-qwenvl-vision-FAKEKEY-31c9"
 local Q = fx.quote
-local LUA = type(jit) == "table" and "luajit" or ("lua" .. _VERSION:match("(%d+%.%d+)"))
-local ROOT = fx.sh("pwd"):gsub("%s+$", "")
-local BIN = ROOT .. "/bin/qwenvl"
+local proc = require("spec.support.proc")
+local LUA, ROOT, BIN = proc.LUA, proc.root, proc.BIN   -- this interpreter, the checkout's bin/qwenvl
 local RED = { 230, 25, 75 }
 
 local function far(a, b)

@@ -3,7 +3,6 @@
 ** The geometry comes first (no libvips), then the libvips part, called
 ** through a table filled once from the libvips that qv_resize loaded.
 */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -212,32 +211,19 @@ static const struct { const char *sym; size_t off; } draw_syms[] = {
 #undef ENTRY
 };
 
-static const char *const sonames[] = {
-#ifdef __APPLE__
-  "libvips.42.dylib", "/opt/homebrew/lib/libvips.42.dylib",
-  "/usr/local/lib/libvips.42.dylib", "/opt/local/lib/libvips.42.dylib",
-#else
-  "libvips.so.42", "libvips.so",
-#endif
-};
-
 /* Written once, by load_api under api_once; read-only afterwards. */
 static pthread_once_t api_once = PTHREAD_ONCE_INIT;
 static draw_api D;
 static int api_ok;
 
-/* The table, from the libvips already loaded (RTLD_NOLOAD: never a
-** second copy) by qv_resize. */
+/* The table, from the libvips that qv_resize loaded (never a second
+** copy). */
 static void load_api(void) {
   draw_api api;
-  void *h = NULL;
   size_t i;
-  for (i = 0; h == NULL && i < sizeof sonames / sizeof *sonames; i++)
-    h = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  if (h == NULL) return;
   memset(&api, 0, sizeof api);
   for (i = 0; i < sizeof draw_syms / sizeof *draw_syms; i++) {
-    void *p = dlsym(h, draw_syms[i].sym);
+    void *p = qv_resize_vips_symbol(draw_syms[i].sym);
     if (p == NULL) return;
     memcpy((char *)&api + draw_syms[i].off, &p, sizeof p);
   }
@@ -260,30 +246,8 @@ static int fail(const char **code, const char **why, const char *c, const char *
 /* *why = "<what>: <libvips message>" in info->msg. */
 static int vips_fail(qv_draw_info *info, const char *code, const char *what,
                      const char **codep, const char **why) {
-  char *e = D.error_buffer_copy();
-  const char *m = e ? e : "";
-  size_t k;
-  while (*m == ' ' || *m == '\n') m++;
-  snprintf(info->msg, sizeof info->msg, "%s%s%s", what, *m ? ": " : "", m);
-  for (k = strlen(info->msg); k > 0 && (info->msg[k - 1] == '\n' || info->msg[k - 1] == ' '); k--)
-    info->msg[k - 1] = '\0';
-  for (k = 0; info->msg[k]; k++) if (info->msg[k] == '\n') info->msg[k] = ';';
-  D.gfree(e);
+  qv_resize_vips_error(info->msg, sizeof info->msg, what);
   return fail(codep, why, code, info->msg);
-}
-
-/* The loaders of the formats qv_image accepts (not, say, SVG or PDF for
-** bytes that merely look like them); BMP only through ImageMagick. */
-static int loader_ok(const char *nick, qv_format f) {
-  static const char *const ok[] = { "Jpeg", "Png", "Webp", "Tiff", "Nsgif", "Heif", NULL };
-  char name[64];
-  int i;
-  if (nick == NULL) return 0;
-  for (i = 0; ok[i]; i++) {
-    snprintf(name, sizeof name, "VipsForeignLoad%sBuffer", ok[i]);
-    if (strcmp(nick, name) == 0) return 1;
-  }
-  return f == QV_FMT_BMP && strncmp(nick, "VipsForeignLoadMagick", 21) == 0;
 }
 
 /* Replace *img by what op made of it (or keep it and fail). */
@@ -494,7 +458,7 @@ static int draw_file(const qv_buf *in, const qv_image_info *ii, const char *out_
   const char *nick = D.find_load_buffer(in->data, in->len);
   double px;
   int r;
-  if (!loader_ok(nick, ii->format)) {
+  if (!qv_resize_loader_ok(nick, ii->format)) {
     D.error_clear();
     return fail(code, why, "invalid_request", "libvips has no safe loader for this picture");
   }

@@ -197,6 +197,22 @@ static int content_eq(bytes c, bytes ce, const unsigned char *k, size_t kn) {
 
 /* ---- numbers ----------------------------------------------------------- */
 
+/* After the mantissa at p: past an exponent (`letter`, then an optional
+** sign and at least one decimal digit), or p when there is none: strtod
+** leaves an "e" without digits unread. */
+static bytes skip_exponent(bytes p, bytes e, unsigned char letter) {
+  bytes q;
+  if (p < e && (*p | 0x20) == letter) {
+    q = p + 1;
+    if (q < e && (*q == '+' || *q == '-')) q++;
+    if (q < e && is_digit(*q)) {
+      while (q < e && is_digit(*q)) q++;
+      p = q;
+    }
+  }
+  return p;
+}
+
 /* End of the number starting at p, where cjson dispatches to strtod: a
 ** sign, a digit, or "inf"/"nan" in any case. Exactly the span glibc's
 ** strtod reads (C locale); NULL when it reads nothing. */
@@ -225,31 +241,13 @@ static bytes scan_number(bytes p, bytes e) {
     if (q < e && *q == '.')
       for (q++; q < e && hex_val(*q) >= 0; q++) nd++;
     if (nd == 0) return p + 1;
-    p = q;
-    if (p < e && (*p | 0x20) == 'p') {
-      q = p + 1;
-      if (q < e && (*q == '+' || *q == '-')) q++;
-      if (q < e && is_digit(*q)) {
-        while (q < e && is_digit(*q)) q++;
-        p = q;
-      }
-    }
-    return p;
+    return skip_exponent(q, e, 'p');
   }
   for (q = p; q < e && is_digit(*q); q++) nd++;
   if (q < e && *q == '.')
     for (q++; q < e && is_digit(*q); q++) nd++;
   if (nd == 0) return NULL;
-  p = q;
-  if (p < e && (*p | 0x20) == 'e') {
-    q = p + 1;
-    if (q < e && (*q == '+' || *q == '-')) q++;
-    if (q < e && is_digit(*q)) {
-      while (q < e && is_digit(*q)) q++;
-      p = q;
-    }
-  }
-  return p;
+  return skip_exponent(q, e, 'e');
 }
 
 /* The common case exactly, without strtod: at most 19 digits, a value

@@ -152,6 +152,7 @@ typedef char qv_fnptr_is_voidptr[sizeof(int (*)(void)) == sizeof(void *) ? 1 : -
 /* Written once, by init_vips under vips_once; read-only afterwards. */
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static vips_api V;
+static void *vips_handle;        /* libvips, open for the life of the process */
 static int vips_ok;
 static pid_t vips_pid;           /* the process that ran vips_init */
 static char vips_why[400];       /* why !vips_ok */
@@ -198,6 +199,7 @@ static void init_vips(void) {
     memcpy((char *)&api + vips_syms[i].off, &p, sizeof p);
   }
   V = api;
+  vips_handle = h;
   major = V.version(0);
   minor = V.version(1);
   if (major < QV_VIPS_MIN_MAJOR ||
@@ -247,35 +249,42 @@ static const char *vips_not_here(char *buf, size_t size) {
 
 int qv_resize_available(void) { return vips_here(); }
 
-/* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
-static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
+void *qv_resize_vips_symbol(const char *name) {
+  return vips_here() ? dlsym(vips_handle, name) : NULL;
+}
+
+/* vips_error_buffer_copy takes the text and clears libvips' error. */
+void qv_resize_vips_error(char *buf, size_t size, const char *what) {
   char *e = V.error_buffer_copy();
   size_t k;
   const char *m = e ? e : "";
   while (*m == ' ' || *m == '\n') m++;
-  snprintf(ri->msg, sizeof ri->msg, "%s%s%s", what, *m ? ": " : "", m);
-  for (k = strlen(ri->msg); k > 0 && (ri->msg[k - 1] == '\n' || ri->msg[k - 1] == ' '); k--)
-    ri->msg[k - 1] = '\0';
-  for (k = 0; ri->msg[k]; k++) if (ri->msg[k] == '\n') ri->msg[k] = ';';
+  snprintf(buf, size, "%s%s%s", what, *m ? ": " : "", m);
+  for (k = strlen(buf); k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == ' '); k--)
+    buf[k - 1] = '\0';
+  for (k = 0; buf[k]; k++) if (buf[k] == '\n') buf[k] = ';';
   V.gfree(e);
+}
+
+/* *why = "<what>: <libvips message>" in ri->msg; clears the vips error. */
+static int vips_fail(qv_resize_info *ri, const char *what, const char **why) {
+  qv_resize_vips_error(ri->msg, sizeof ri->msg, what);
   *why = ri->msg;
   return -1;
 }
 
-/* Only the loaders for formats qv_image accepts (and not, say, the
-** ImageMagick or SVG loaders for bytes that merely look like them). */
-static int loader_ok(const char *nick, qv_format f) {  /* class name */
+int qv_resize_loader_ok(const char *loader, qv_format f) {
   static const char *const ok[] = { "Jpeg", "Png", "Webp", "Tiff", "Nsgif",
     "Heif", NULL };
   char name[64];
   int i;
-  if (nick == NULL) return 0;
+  if (loader == NULL) return 0;
   for (i = 0; ok[i]; i++) {
     snprintf(name, sizeof name, "VipsForeignLoad%sBuffer", ok[i]);
-    if (strcmp(nick, name) == 0) return 1;
+    if (strcmp(loader, name) == 0) return 1;
   }
   /* BMP: only ImageMagick reads it in libvips 8.14 */
-  return f == QV_FMT_BMP && strncmp(nick, "VipsForeignLoadMagick", 21) == 0;
+  return f == QV_FMT_BMP && strncmp(loader, "VipsForeignLoadMagick", 21) == 0;
 }
 
 static double now_s(void) {
@@ -375,7 +384,7 @@ int qv_resize(const unsigned char *in, size_t n, const qv_image_info *info,
     return -1;
   }
   nick = V.find_load_buffer(in, n);
-  if (!loader_ok(nick, info->format)) {
+  if (!qv_resize_loader_ok(nick, info->format)) {
     V.error_clear();
     if (ri->work == QV_RESIZE_WORK_PROBE) return 0;
     *why = "cannot decode the image: libvips has no safe loader for it";

@@ -73,6 +73,24 @@ typedef struct qv_resize_info {
 ** loads it (~100 shared libraries); later calls are cheap. */
 int qv_resize_available(void);
 
+/* The address of the function `name` in the libvips loaded here (or in
+** GLib, GObject under it), or NULL: no such symbol, or libvips is not
+** usable in this process (qv_resize_available). qv_draw fills its own
+** table with it, from the very copy of libvips that qv_resize loaded. */
+void *qv_resize_vips_symbol(const char *name);
+
+/* Also for qv_draw, which decodes with the same libvips (both only once
+** qv_resize_available() said 1):
+** - whether libvips' loader `loader` (the class name that
+**   vips_foreign_find_load_buffer gave) may read bytes qv_image found to be
+**   format f: only the loaders of the formats qv_image accepts, never one
+**   (SVG, PDF, ImageMagick but for BMP) for bytes that merely look alike;
+** - "<what>: <libvips' error>" in buf, on one line (newlines become ';',
+**   the ends trimmed), or `what` alone when libvips said nothing; clears
+**   libvips' error. */
+int qv_resize_loader_ok(const char *loader, qv_format f);
+void qv_resize_vips_error(char *buf, size_t size, const char *what);
+
 /* Decide, without libvips, whether the image needs work. Cheap (header
 ** and EXIF only): callers can run it on their own thread and leave
 ** qv_resize (up to ~2-3 s at the pixel cap here) to a worker.

@@ -11,7 +11,8 @@
 **   and passed as int, also through varargs);
 ** - each function's signature, in QV_VIPS_API: one entry per symbol that
 **   qv_resize.c calls through its table of pointers (and QV_VIPS_DRAW_API
-**   for qv_draw.c's table).
+**   for qv_draw.c's table); what both call is declared once, in
+**   QV_VIPS_COMMON_API, which both lists start with.
 ** spec/c/check_vips_abi.c (make check-vips-abi) compiles all of this
 ** next to <vips/vips.h> and fails on any mismatch: enum values and
 ** constants by static assertion, every signature by assigning the real
@@ -50,33 +51,15 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
 /*   X(return type, field, symbol, parameters)
 ** Field names are not the symbols: glib may define some of those as
 ** function-like macros. */
-#define QV_VIPS_API(X) \
-  X(int, init, vips_init, (const char *argv0)) \
-  X(int, version, vips_version, (int flag)) \
-  X(void, cache_set_max, vips_cache_set_max, (int max)) \
-  X(unsigned int, log_set_handler, g_log_set_handler, \
-    (const char *domain, int levels, qv_GLogFunc fn, void *ud)) \
-  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
-  X(void, error_clear, vips_error_clear, (void)) \
-  X(void, gfree, g_free, (void *mem)) \
-  X(void, object_unref, g_object_unref, (void *object)) \
-  X(unsigned long, signal_connect_data, g_signal_connect_data, \
-    (void *instance, const char *signal, qv_GCallback handler, void *data, \
-     qv_GClosureNotify destroy, unsigned int flags)) \
+/* what qv_resize and qv_draw both call: decode, flatten, save, clean up */
+#define QV_VIPS_COMMON_API(X) \
   X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
     (const void *data, size_t size)) \
   X(qv_VipsImage *, new_from_buffer, vips_image_new_from_buffer, \
     (const void *buf, size_t len, const char *option_string, ...)) \
   X(int, get_width, vips_image_get_width, (const qv_VipsImage *image)) \
   X(int, get_height, vips_image_get_height, (const qv_VipsImage *image)) \
-  X(int, get_interpretation, vips_image_get_interpretation, \
-    (const qv_VipsImage *image)) \
   X(int, hasalpha, vips_image_hasalpha, (qv_VipsImage *image)) \
-  X(void, set_progress, vips_image_set_progress, \
-    (qv_VipsImage *image, int progress)) \
-  X(void, set_kill, vips_image_set_kill, (qv_VipsImage *image, int kill)) \
-  X(int, thumbnail_buffer, vips_thumbnail_buffer, \
-    (void *buf, size_t len, qv_VipsImage **out, int width, ...)) \
   X(qv_VipsArrayDouble *, array_double_new, vips_array_double_new, \
     (const double *array, int n)) \
   X(void, area_unref, vips_area_unref, (qv_VipsArea *area)) \
@@ -86,7 +69,30 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
   X(int, pngsave_buffer, vips_pngsave_buffer, \
     (qv_VipsImage *in, void **buf, size_t *len, ...)) \
   X(int, webpsave_buffer, vips_webpsave_buffer, \
-    (qv_VipsImage *in, void **buf, size_t *len, ...))
+    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
+  X(void, error_clear, vips_error_clear, (void)) \
+  X(void, gfree, g_free, (void *mem)) \
+  X(void, object_unref, g_object_unref, (void *object))
+
+/* qv_resize's: start-up, the thumbnail, progress and kill, error text */
+#define QV_VIPS_API(X) \
+  QV_VIPS_COMMON_API(X) \
+  X(int, init, vips_init, (const char *argv0)) \
+  X(int, version, vips_version, (int flag)) \
+  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
+  X(void, cache_set_max, vips_cache_set_max, (int max)) \
+  X(unsigned int, log_set_handler, g_log_set_handler, \
+    (const char *domain, int levels, qv_GLogFunc fn, void *ud)) \
+  X(unsigned long, signal_connect_data, g_signal_connect_data, \
+    (void *instance, const char *signal, qv_GCallback handler, void *data, \
+     qv_GClosureNotify destroy, unsigned int flags)) \
+  X(int, get_interpretation, vips_image_get_interpretation, \
+    (const qv_VipsImage *image)) \
+  X(void, set_progress, vips_image_set_progress, \
+    (qv_VipsImage *image, int progress)) \
+  X(void, set_kill, vips_image_set_kill, (qv_VipsImage *image, int kill)) \
+  X(int, thumbnail_buffer, vips_thumbnail_buffer, \
+    (void *buf, size_t len, qv_VipsImage **out, int width, ...))
 
 /* What qv_draw calls on top (its own table, looked up in the libvips that
 ** qv_resize loaded): decode, turn upright, sRGB, draw into memory. */
@@ -94,15 +100,9 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
 #define QV_VIPS_FORMAT_UCHAR 0                   /* VipsBandFormat */
 
 #define QV_VIPS_DRAW_API(X) \
-  X(const char *, find_load_buffer, vips_foreign_find_load_buffer, \
-    (const void *data, size_t size)) \
-  X(qv_VipsImage *, new_from_buffer, vips_image_new_from_buffer, \
-    (const void *buf, size_t len, const char *option_string, ...)) \
-  X(int, get_width, vips_image_get_width, (const qv_VipsImage *image)) \
-  X(int, get_height, vips_image_get_height, (const qv_VipsImage *image)) \
+  QV_VIPS_COMMON_API(X) \
   X(int, get_bands, vips_image_get_bands, (const qv_VipsImage *image)) \
   X(int, get_format, vips_image_get_format, (const qv_VipsImage *image)) \
-  X(int, hasalpha, vips_image_hasalpha, (qv_VipsImage *image)) \
   X(int, autorot, vips_autorot, (qv_VipsImage *in, qv_VipsImage **out, ...)) \
   X(int, colourspace, vips_colourspace, \
     (qv_VipsImage *in, qv_VipsImage **out, int space, ...)) \
@@ -116,20 +116,6 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
   X(int, draw_mask, vips_draw_mask, \
     (qv_VipsImage *image, double *ink, int n, qv_VipsImage *mask, int x, int y, \
      ...)) \
-  X(int, text, vips_text, (qv_VipsImage **out, const char *text, ...)) \
-  X(qv_VipsArrayDouble *, array_double_new, vips_array_double_new, \
-    (const double *array, int n)) \
-  X(void, area_unref, vips_area_unref, (qv_VipsArea *area)) \
-  X(int, flatten, vips_flatten, (qv_VipsImage *in, qv_VipsImage **out, ...)) \
-  X(int, jpegsave_buffer, vips_jpegsave_buffer, \
-    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
-  X(int, pngsave_buffer, vips_pngsave_buffer, \
-    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
-  X(int, webpsave_buffer, vips_webpsave_buffer, \
-    (qv_VipsImage *in, void **buf, size_t *len, ...)) \
-  X(char *, error_buffer_copy, vips_error_buffer_copy, (void)) \
-  X(void, error_clear, vips_error_clear, (void)) \
-  X(void, gfree, g_free, (void *mem)) \
-  X(void, object_unref, g_object_unref, (void *object))
+  X(int, text, vips_text, (qv_VipsImage **out, const char *text, ...))
 
 #endif

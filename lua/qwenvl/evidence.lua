@@ -383,6 +383,15 @@ local function split_path(path)
   return dir, name
 end
 
+--- The bytes of the file at `path`, or nil, err.
+function M.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 --- Write `content` to `path` atomically: temporary file in the same
 -- directory, flush, close, rename. Returns path or nil, err.
 function M.write_file(path, content)

@@ -12,23 +12,8 @@
 
 #include "qv_draw.h"
 
-static int passed, failed;
+#include "check.h"
 
-static void check(int ok, const char *what, const char *file, int line) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL %s:%d: %s\n", file, line, what);
-  }
-}
-
-#define CHECK(c) check((c) != 0, #c, __FILE__, __LINE__)
-#define CHECK_EQ(got, want) do { \
-    long g_ = (long)(got), w_ = (long)(want); \
-    if (g_ != w_) printf("  got %ld, want %ld\n", g_, w_); \
-    check(g_ == w_, #got " == " #want, __FILE__, __LINE__); \
-  } while (0)
 #define CHECK_RECT(r, X, Y, W, H) do { \
     CHECK_EQ((r).x, X); CHECK_EQ((r).y, Y); CHECK_EQ((r).w, W); CHECK_EQ((r).h, H); \
   } while (0)
@@ -49,8 +34,7 @@ static qv_draw_item point(double x, double y) {
 /* markup of s (len bytes, copied to a block of exactly that size) */
 static const char *markup(const char *s, size_t len) {
   static char out[QV_DRAW_MARKUP_CAP];
-  char *p = malloc(len ? len : 1);
-  memcpy(p, s, len);
+  char *p = check_copy(s, len);
   qv_draw_markup(p, len, out, sizeof out);
   free(p);
   return out;
@@ -224,6 +208,5 @@ int main(void) {
   test_outline();
   test_label_rect();
   test_markup();
-  printf("test_draw_units: %d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary("test_draw_units");
 }

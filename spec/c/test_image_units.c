@@ -16,23 +16,8 @@
 #include "qv_image.h"
 #include "qv_resize.h"
 
-static int passed, failed;
-
-static void check(int ok, const char *what, const char *file, int line) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL %s:%d: %s\n", file, line, what);
-  }
-}
-
-#define CHECK(c) check((c) != 0, #c, __FILE__, __LINE__)
-#define CHECK_EQ(got, want) do { \
-    long g_ = (long)(got), w_ = (long)(want); \
-    if (g_ != w_) printf("  got %ld, want %ld\n", g_, w_); \
-    check(g_ == w_, #got " == " #want, __FILE__, __LINE__); \
-  } while (0)
+#include "check.h"
+#include "crc32.h"
 
 /* ---- building inputs ------------------------------------------------ */
 
@@ -133,24 +118,13 @@ static void jpeg(bytes *x, const bytes *t, unsigned w, unsigned h) {
   sos_eoi(x);
 }
 
-static unsigned long crc32_(const unsigned char *p, size_t n) {
-  unsigned long c = 0xFFFFFFFFul;
-  size_t i;
-  int k;
-  for (i = 0; i < n; i++) {
-    c ^= p[i];
-    for (k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320ul ^ (c >> 1) : c >> 1;
-  }
-  return c ^ 0xFFFFFFFFul;
-}
-
 static void chunk(bytes *x, const char *type, const bytes *d, int bad_crc) {
   size_t at;
   put32(x, d ? d->n : 0, 0);
   at = x->n;
   puts_(x, type);
   if (d) put(x, d->b, d->n);
-  put32(x, crc32_(x->b + at, x->n - at) ^ (bad_crc ? 1u : 0u), 0);
+  put32(x, test_crc32(x->b + at, x->n - at) ^ (bad_crc ? 1u : 0u), 0);
 }
 
 /* A PNG header (w x h, RGB, interlace il), then eXIf (when given) before
@@ -204,22 +178,16 @@ static void webp(bytes *x, unsigned flags, const bytes *d, long riff_adjust) {
 
 /* qv_exif_orientation on an exact-size heap copy of p[0..n) */
 static int orient_n(const unsigned char *p, size_t n) {
-  unsigned char *c = malloc(n ? n : 1);
-  int o;
-  if (!c) exit(2);
-  if (n) memcpy(c, p, n);
-  o = qv_exif_orientation(c, n);
+  unsigned char *c = check_copy(p, n);
+  int o = qv_exif_orientation(c, n);
   free(c);
   return o;
 }
 static int orient(const bytes *x) { return orient_n(x->b, x->n); }
 
 static int tiff_orient(const bytes *x) {
-  unsigned char *c = malloc(x->n ? x->n : 1);
-  int o;
-  if (!c) exit(2);
-  memcpy(c, x->b, x->n);
-  o = qv_exif_tiff_orientation(c, x->n);
+  unsigned char *c = check_copy(x->b, x->n);
+  int o = qv_exif_tiff_orientation(c, x->n);
   free(c);
   return o;
 }
@@ -733,6 +701,5 @@ int main(void) {
   test_other_formats();
   test_plan();
   test_decodes_whole();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary(NULL);
 }

@@ -16,26 +16,11 @@
 #include "qv_buf.h"
 #include "qv_json.h"
 
-static int passed, failed;
+#include "check.h"
 
-static void check(int ok, const char *what, const char *file, int line) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL %s:%d: %s\n", file, line, what);
-  }
-}
-
-#define CHECK(c) check((c) != 0, #c, __FILE__, __LINE__)
 
 /* A heap copy of s[0..n) with nothing after it. */
-static char *exact(const char *s, size_t n) {
-  char *p = malloc(n ? n : 1);
-  if (p == NULL) { printf("out of memory\n"); exit(2); }
-  if (n) memcpy(p, s, n);
-  return p;
-}
+static char *exact(const char *s, size_t n) { return check_copy(s, n); }
 
 /* qv_json_parse on an exact copy; every prefix is parsed too (for the
 ** bounds, the answers do not matter). */
@@ -560,6 +545,5 @@ int main(void) {
   test_strings();
   test_numbers();
   test_locale();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary(NULL);
 }

@@ -21,24 +21,8 @@
 #include "qv_target.h"
 #include "qv_text.h"
 
-static int passed, failed;
+#include "check.h"
 
-static void check(int ok, const char *what, const char *file, int line) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL %s:%d: %s\n", file, line, what);
-  }
-}
-
-#define CHECK(c) check((c) != 0, #c, __FILE__, __LINE__)
-#define CHECK_STR(got, want) \
-  check((got) != NULL && strcmp((got), (want)) == 0, #got " == " #want, \
-        __FILE__, __LINE__)
-#define CHECK_NEAR(got, want) \
-  check(fabs((double)(got) - (double)(want)) < 1e-6, #got " ~= " #want, \
-        __FILE__, __LINE__)
 
 /* ---------------------------------------------------------------- buf */
 
@@ -738,10 +722,8 @@ static int prefixes_sane(const unsigned char *p, size_t n) {
   size_t k;
   if (qv_image_probe(p, n, &full, &why) != 0) return 0;
   for (k = 0; k < n; k++) {
-    unsigned char *copy = (unsigned char *)malloc(k ? k : 1);
+    unsigned char *copy = check_copy(p, k);
     int r;
-    if (!copy) return 0;
-    memcpy(copy, p, k);
     why = NULL;
     r = qv_image_probe(copy, k, &in, &why);
     free(copy);
@@ -1328,6 +1310,5 @@ int main(void) {
   test_scrub();
   test_rate();
   test_target();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary(NULL);
 }

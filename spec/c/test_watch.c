@@ -21,18 +21,9 @@
 #define WANT_BACKEND "epoll"
 #endif
 
-static int passed, failed;
+#define CHECK_FAIL_TAG "[" WANT_BACKEND "] "
+#include "check.h"
 
-static void check(int ok, const char *what, const char *file, int line) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL [%s] %s:%d: %s\n", WANT_BACKEND, file, line, what);
-  }
-}
-
-#define CHECK(c) check((c) != 0, #c, __FILE__, __LINE__)
 
 static double now_s(void) {
   struct timespec ts;
@@ -266,6 +257,5 @@ int main(void) {
   test_fd_reuse();
   test_closed_while_watched();
   test_eintr();
-  printf("qv_watch %s: %d passed, %d failed\n", WANT_BACKEND, passed, failed);
-  return failed != 0;
+  return check_summary("qv_watch " WANT_BACKEND);
 }

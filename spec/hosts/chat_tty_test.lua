@@ -20,22 +20,7 @@ local Q = u.quote
 local TIMEOUT_S = 30          -- for a screen that never comes: a failure, not a measurement
 
 -- What the stand-in received: per message {role, text, {image SHA-256s}}.
-local function turns(body)
-  local list = {}
-  for i, m in ipairs(body.messages) do
-    local text, shas = m.content, {}
-    if type(m.content) == "table" then
-      local parts = {}
-      for _, p in ipairs(m.content) do
-        if p.type == "text" then parts[#parts + 1] = p.text
-        elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
-      end
-      text = table.concat(parts, "\n")
-    end
-    list[i] = { m.role, text, shas }
-  end
-  return list
-end
+local turns = standin.turns
 
 local function count(s, pattern)
   local n = 0

@@ -171,22 +171,7 @@ describe("Neovim plugin (the repository on 'runtimepath')", function()
   end
 
   -- What the stand-in received: per message {role, text, {image SHA-256s}}.
-  local function turns(body)
-    local list = {}
-    for i, m in ipairs(body.messages) do
-      local text, shas = m.content, {}
-      if type(m.content) == "table" then
-        local parts = {}
-        for _, p in ipairs(m.content) do
-          if p.type == "text" then parts[#parts + 1] = p.text
-          elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
-        end
-        text = table.concat(parts, "\n")
-      end
-      list[i] = { m.role, text, shas }
-    end
-    return list
-  end
+  local turns = standin.turns
 
   it("streams :QwenVL describe into a scratch buffer on the fd loop, without blocking", function()
     local model = standin.scenario_model("nvim-fd", "stall=300+delay=800")

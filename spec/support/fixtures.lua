@@ -39,6 +39,16 @@ function M.try_read(path)
   return s
 end
 
+-- In place of a file handle (a command's stdout or stderr): keeps what is
+-- written; b:text() is all of it.
+function M.buffer()
+  local b = { parts = {} }
+  function b:write(...) for _, x in ipairs{ ... } do self.parts[#self.parts + 1] = tostring(x) end return self end
+  function b:flush() return self end
+  function b:text() return table.concat(self.parts) end
+  return b
+end
+
 function M.write(path, bytes)
   local f = assert(io.open(path, "wb"))
   f:write(bytes)

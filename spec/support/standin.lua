@@ -9,6 +9,8 @@
 --   standin.scenario_model("retry", "429", "ok") -- "fault/retry-<unique>/429,ok"
 --   standin.scenario_name(model)                 -- scenario part of a fault model
 --   standin.http(method, url, body, headers, timeout) -> status, body, headers
+--   srv:batch_control("clock", {advance_s = 5}) ; srv:batch_state()  -- Batch API side
+--   standin.turns(body)   -- a chat body as {role, text, {image SHA-256s}} per message
 --
 -- Works on Lua 5.1/LuaJIT and 5.4.  Depends on luasocket and lua-cjson only.
 
@@ -131,6 +133,26 @@ function M.scenario_model(name, ...)
   return string.format("fault/%s-%s/%s", tostring(name or "s"), suffix, table.concat(parts, ","))
 end
 
+--- What the stand-in received in a chat body: per message {role, text,
+--- {image SHA-256s}} (the text parts joined by newlines; the recorded
+--- image_url of an image carries its sha256).
+function M.turns(body)
+  local list = {}
+  for i, m in ipairs(body.messages) do
+    local text, shas = m.content, {}
+    if type(m.content) == "table" then
+      local parts = {}
+      for _, p in ipairs(m.content) do
+        if p.type == "text" then parts[#parts + 1] = p.text
+        elseif p.type == "image_url" then shas[#shas + 1] = p.image_url.url.sha256 end
+      end
+      text = table.concat(parts, "\n")
+    end
+    list[i] = { m.role, text, shas }
+  end
+  return list
+end
+
 -- ---------------------------------------------------------------------------
 local Server = {}
 Server.__index = Server
@@ -177,6 +199,20 @@ end
 function Server:stats()
   local s, b = self:get("/_standin/stats")
   return decode_or_error("stats", s, b)
+end
+
+--- A control of the Batch and Files side (standin_batch.py): "config",
+--- "clock", ... with the table t as its JSON body (none: an empty body).
+--- Returns the decoded answer; raises unless HTTP 200.
+function Server:batch_control(path, t)
+  local s, b = self:post("/_standin/batch/" .. path, t and cjson.encode(t) or "")
+  return decode_or_error("batch " .. path, s, b)
+end
+
+--- What the Batch and Files side holds and counted (uploads, batches, calls).
+function Server:batch_state()
+  local s, b = self:get("/_standin/batch/state")
+  return decode_or_error("batch state", s, b)
 end
 
 function Server:reset()

@@ -274,6 +274,19 @@ def _pixel_fields(part, holder, rep):
         rep[k] = v
 
 
+def _data_url_bytes(url, decode_msg):
+    """(mime, raw) of a data URL item: the service's size limit, then the
+    decoding; a payload that does not decode gets decode_msg."""
+    if len(url) > DATA_URI_LIMIT:
+        raise bad("Exceeded limit on max bytes per data-uri item : %d" % DATA_URI_LIMIT)
+    try:
+        return decode_data_url(url)
+    except ValueError:
+        raise bad(MSG_BAD_URL)
+    except ImageError:
+        raise bad(decode_msg)
+
+
 def _frame_from_url(url, fam, what="image"):
     """Report of one image given by URL or data URL (an image or a video frame)."""
     if not isinstance(url, str) or not url:
@@ -283,14 +296,7 @@ def _frame_from_url(url, fam, what="image"):
         return {"url": url}
     if not low.startswith("data:"):
         raise bad(MSG_BAD_URL)
-    if len(url) > DATA_URI_LIMIT:
-        raise bad("Exceeded limit on max bytes per data-uri item : %d" % DATA_URI_LIMIT)
-    try:
-        mime, raw = decode_data_url(url)
-    except ValueError:
-        raise bad(MSG_BAD_URL)
-    except ImageError:
-        raise bad(MSG_DECODE)
+    mime, raw = _data_url_bytes(url, MSG_DECODE)
     try:
         fmt, w, h, orient = inspect_image(raw)
     except ImageError:
@@ -355,14 +361,7 @@ def video_report(part, fam):
         if low.startswith("http://") or low.startswith("https://"):
             rep["url"] = url
         elif low.startswith("data:"):
-            if len(url) > DATA_URI_LIMIT:
-                raise bad("Exceeded limit on max bytes per data-uri item : %d" % DATA_URI_LIMIT)
-            try:
-                mime, raw = decode_data_url(url)
-            except ValueError:
-                raise bad(MSG_BAD_URL)
-            except ImageError:
-                raise bad(ALGO + "Failed to decode the video during the data inspection.")
+            mime, raw = _data_url_bytes(url, ALGO + "Failed to decode the video during the data inspection.")
             rep.update({"format": sniff_video(raw), "bytes": len(raw), "sha256": sha256_hex(raw),
                         "mime": mime})
         else:

@@ -18,6 +18,7 @@
 local qb = require("qwenvl.batch")
 local record = require("qwenvl.batch.record")
 local evidence = require("qwenvl.evidence")
+local c = require("qwenvl.cli.common")
 -- qwenvl.schema (and PCRE2 under it) loads when a schema is first used:
 -- most runs have none, and a process per image pays for every module
 local function schema_mod() return require("qwenvl.schema") end
@@ -26,23 +27,12 @@ local cjson = require("cjson")
 
 local M = {}
 
-M.EXIT = { ok = 0, usage = 2, input = 3, auth = 4, rate = 5, api = 6, verify = 7 }
+-- the command's exit codes and errors (qwenvl.batch's errors carry none of
+-- the fields that make the other codes)
+M.EXIT = c.EXIT
 local EXIT = M.EXIT
-
-local function usage_error(msg) return { usage = true, message = msg } end
-local function input_error(msg) return { input = true, message = msg } end
-
-function M.exit_code(err)
-  if type(err) ~= "table" then return EXIT.api end
-  if err.usage then return EXIT.usage end
-  if err.input then return EXIT.input end
-  if err.verify then return EXIT.verify end
-  local c = err.code
-  if c == "invalid_request" then return EXIT.input end
-  if c == "auth" or err.status == 401 or err.status == 403 then return EXIT.auth end
-  if c == "rate_limited" then return EXIT.rate end
-  return EXIT.api
-end
+local usage_error, input_error = c.usage_error, c.input_error
+M.exit_code = c.exit_code
 
 ---------------------------------------------------------------------------
 -- flags
@@ -58,11 +48,7 @@ local OUTPUT = {
 }
 local WAIT = { ["poll-s"] = "number", ["max-poll-s"] = "number", ["wait-timeout-s"] = "number" }
 
-local function merge(...)
-  local t = {}
-  for _, s in ipairs{ ... } do for k, v in pairs(s) do t[k] = v end end
-  return t
-end
+local merge = c.with
 
 M.SPECS = {
   batch = merge(CONN, OUTPUT, WAIT, {
@@ -80,48 +66,9 @@ M.SPECS = {
   retry = merge(CONN, OUTPUT, WAIT, { ["no-wait"] = "flag" }),
 }
 
---- Parse args for `spec`: flags, positionals or nil, err.
+--- Parse args for `spec` (its flags alone): flags, positionals or nil, err.
 function M.parse(spec, args, what)
-  local flags, pos = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--" then
-      for j = i + 1, #args do pos[#pos + 1] = args[j] end
-      break
-    end
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not name then name = a:match("^%-%-([%w%-]+)$") end
-    if not name and a == "-h" then name = "h" end
-    if name then
-      local kind = spec[name]
-      if not kind then return nil, usage_error("unknown option --" .. name .. " (see qwenvl " .. what .. " --help)") end
-      if kind == "flag" then
-        if val then return nil, usage_error("option --" .. name .. " takes no value") end
-        flags[name] = true
-      else
-        if not val then
-          i = i + 1
-          val = args[i]
-          if val == nil then return nil, usage_error("option --" .. name .. " needs a value") end
-        end
-        if kind == "number" then
-          local n = tonumber(val)
-          if not n then return nil, usage_error("option --" .. name .. " needs a number, got '" .. val .. "'") end
-          flags[name] = n
-        elseif kind == "list" then
-          flags[name] = flags[name] or {}
-          table.insert(flags[name], val)
-        else
-          flags[name] = val
-        end
-      end
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
-  end
-  return flags, pos
+  return c.parse(what, spec, args, true)
 end
 
 M.HELP = {}
@@ -198,54 +145,10 @@ function Run:conn()
   return o
 end
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function is_remote(s)
-  return s:match("^[Hh][Tt][Tt][Pp][Ss]?://") or s:match("^data:")
-end
-
-local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, bmp = true, gif = true,
-                    tif = true, tiff = true, heic = true }
-
 --- The images of DIR (image files, sorted) or LIST (one per line, # comments,
--- relative to the list's folder). The CLI may pass its own as
--- hooks.batch_images.
-function M.batch_images(target)
-  if evidence.dir_exists(target) then
-    local p = io.popen("ls -1A -- " .. evidence.shell_quote(target) .. " 2>/dev/null")
-    if not p then return nil, input_error("cannot list " .. target) end
-    local list = {}
-    for name in p:lines() do
-      local ext = name:match("%.([%w]+)$")
-      if ext and IMAGE_EXT[ext:lower()] and name:sub(1, 1) ~= "." then
-        list[#list + 1] = (target:gsub("/+$", "")) .. "/" .. name
-      end
-    end
-    p:close()
-    table.sort(list)
-    if #list == 0 then return nil, input_error("no image files in " .. target) end
-    return list
-  end
-  local s, err = read_file(target)
-  if not s then return nil, input_error("cannot read " .. target .. ": " .. tostring(err)) end
-  local base = target:match("^(.*)/[^/]*$")
-  local list = {}
-  for line in (s .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("\r$", ""):gsub("^%s+", ""):gsub("%s+$", "")
-    if line ~= "" and line:sub(1, 1) ~= "#" then
-      if not is_remote(line) and line:sub(1, 1) ~= "/" and base then line = base .. "/" .. line end
-      list[#list + 1] = line
-    end
-  end
-  if #list == 0 then return nil, input_error("no images listed in " .. target) end
-  return list
-end
+-- relative to the list's folder), as live `qwenvl batch` reads them. The
+-- CLI may pass its own as hooks.batch_images.
+M.batch_images = c.batch_images
 
 -- Verify each answer against the schema or JSON mode of its request.
 local function verify_all(job, results)
@@ -306,6 +209,16 @@ function Run:progress(st)
   self.err:flush()
 end
 
+-- --no-wait: print the job id (the last line) and leave the job running;
+-- else wait for it and report.
+function Run:wait_unless_asked(job)
+  if self.flags["no-wait"] then
+    self:say(job.id)
+    return EXIT.ok
+  end
+  return self:wait_and_report(job)
+end
+
 function Run:wait_and_report(job)
   local f = self.flags
   self:note(("job %s: waiting (resume with: qwenvl job wait %s)"):format(job.id, job.id))
@@ -318,7 +231,7 @@ function Run:wait_and_report(job)
 end
 
 local function load_schema(path)
-  local s, err = read_file(path)
+  local s, err = c.read_file(path)
   if not s then return nil, input_error("cannot read schema file " .. path .. ": " .. tostring(err)) end
   local v, lerr = schema_mod().load(s)
   if v == nil then return nil, input_error("schema file " .. path .. ": " .. tostring(lerr)) end
@@ -370,11 +283,7 @@ function Run:batch(pos)
   local st = job:summary()
   self:note(("job %s: %d requests in %d batch%s (%d refused locally)"):format(job.id, st.total,
     #st.parts, #st.parts == 1 and "" or "es", st.local_failed))
-  if f["no-wait"] then
-    self:say(job.id)
-    return EXIT.ok
-  end
-  return self:wait_and_report(job)
+  return self:wait_unless_asked(job)
 end
 
 function Run:open(pos, what)
@@ -431,11 +340,7 @@ function Run:job(sub, pos)
       return self:report(job)
     end
     self:note(("job %s: %d request%s submitted again"):format(job.id, n, n == 1 and "" or "s"))
-    if f["no-wait"] then
-      self:say(job.id)
-      return EXIT.ok
-    end
-    return self:wait_and_report(job)
+    return self:wait_unless_asked(job)
   end
   return nil, usage_error("unknown job command '" .. tostring(sub) .. "' (list, status, wait, results, cancel, retry)")
 end

@@ -13,18 +13,14 @@
 local evidence = require("qwenvl.evidence")
 local workflow = require("qwenvl.workflow")
 local store = require("qwenvl.batch.store")
+local lines = require("qwenvl.batch.lines")
 
 local M = {}
 M.KIND = "batch-api-item"
 
+-- the images of a request as its lines were built from them (a JSON array)
 local function image_refs(input)
-  local list = evidence.array()
-  if type(input) ~= "table" then return list end
-  if input.image ~= nil then list[#list + 1] = input.image end
-  if type(input.images) == "table" then
-    for _, v in ipairs(input.images) do list[#list + 1] = v end
-  end
-  return list
+  return evidence.array(type(input) == "table" and lines.image_list(input) or {})
 end
 M.image_refs = image_refs
 

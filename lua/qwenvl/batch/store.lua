@@ -46,13 +46,7 @@ function M.dir_of(root, id)
   return (root:gsub("/+$", "")) .. "/" .. id
 end
 
-function M.read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read = evidence.read_file
 
 --- job.json of the job in `dir`, decoded, or nil, message.
 function M.load(dir)

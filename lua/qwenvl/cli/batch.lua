@@ -68,46 +68,8 @@ Examples (from a checkout: examples/ holds sample.png and invoice.schema.json):
   qwenvl batch examples --prompt "Describe this image" --region intl --concurrency 8
 ]]
 
-local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, bmp = true, gif = true,
-                    tif = true, tiff = true, heic = true, avif = true }
-
-local function is_image_name(name)
-  local ext = name:match("%.([%w]+)$")
-  return ext ~= nil and IMAGE_EXT[ext:lower()] and name:sub(1, 1) ~= "."
-end
-
---- The images of a batch: the image files in DIR (listed without parsing
--- `ls`: names may hold newlines), or the lines of LIST. Returns the list
--- (sorted for a folder, in order for a list) or nil, err.
-function M.batch_images(target)
-  if sys.kind(target) == "directory" then
-    local names, err = sys.list_dir(target)
-    if not names then return nil, input_error("cannot list " .. target .. ": " .. tostring(err)) end
-    local base = (target:gsub("/+$", ""))
-    if base == "" then base = "/" end
-    local list = {}
-    for _, name in ipairs(names) do
-      local path = (base == "/" and "" or base) .. "/" .. name
-      if is_image_name(name) and sys.kind(path) == "file" then list[#list + 1] = path end
-    end
-    table.sort(list)
-    if #list == 0 then return nil, input_error("no image files in " .. target) end
-    return list
-  end
-  local s, err = c.read_file(target)
-  if not s then return nil, input_error("cannot read " .. target .. ": " .. tostring(err)) end
-  local base = target:match("^(.*)/[^/]*$")
-  local list = {}
-  for line in (s .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("\r$", ""):gsub("^%s+", ""):gsub("%s+$", "")
-    if line ~= "" and line:sub(1, 1) ~= "#" then
-      if not c.is_remote(line) and line:sub(1, 1) ~= "/" and base then line = base .. "/" .. line end
-      list[#list + 1] = line
-    end
-  end
-  if #list == 0 then return nil, input_error("no images listed in " .. target) end
-  return list
-end
+--- The images of a batch (DIR or LIST): see qwenvl.cli.common.batch_images.
+M.batch_images = c.batch_images
 
 -- Usage errors of the flags, before anything else happens.
 local function check_flags(flags, pos)

@@ -123,8 +123,9 @@ M.COMMON_FLAGS = {
 }
 
 --- Parse `args` against `spec` (the command's flags, then the common
--- ones). Returns flags, positionals or nil, err.
-function M.parse(cmd, spec, args)
+-- ones; with `only`, the spec's alone). Returns flags, positionals or nil,
+-- err.
+function M.parse(cmd, spec, args, only)
   local flags, pos = {}, {}
   local i = 1
   while i <= #args do
@@ -137,7 +138,7 @@ function M.parse(cmd, spec, args)
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if not name and a == "-h" then name = "h" end
     if name then
-      local kind = spec[name] or M.COMMON_FLAGS[name]
+      local kind = spec[name] or (not only and M.COMMON_FLAGS[name])
       if not kind then return nil, M.usage_error("unknown option --" .. name .. " (see qwenvl " .. cmd .. " --help)") end
       if kind == "flag" then
         if val then return nil, M.usage_error("option --" .. name .. " takes no value") end
@@ -172,13 +173,7 @@ end
 ---------------------------------------------------------------------------
 -- input helpers
 
-function M.read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read_file = evidence.read_file
 
 function M.is_remote(s)
   return type(s) == "string" and (s:match("^[Hh][Tt][Tt][Pp][Ss]?://") or s:match("^data:"))
@@ -225,6 +220,48 @@ function M.check_images(req)
     end
   end
   return true
+end
+
+local IMAGE_EXT = { png = true, jpg = true, jpeg = true, webp = true, bmp = true, gif = true,
+                    tif = true, tiff = true, heic = true, avif = true }
+
+local function is_image_name(name)
+  local ext = name:match("%.([%w]+)$")
+  return ext ~= nil and IMAGE_EXT[ext:lower()] and name:sub(1, 1) ~= "."
+end
+
+--- The images of a batch (`qwenvl batch`, live or --batch-api): the image
+-- files in DIR (listed without parsing `ls`: names may hold newlines), or
+-- the lines of LIST. Returns the list (sorted for a folder, in order for a
+-- list) or nil, err.
+function M.batch_images(target)
+  if sys.kind(target) == "directory" then
+    local names, err = sys.list_dir(target)
+    if not names then return nil, M.input_error("cannot list " .. target .. ": " .. tostring(err)) end
+    local base = (target:gsub("/+$", ""))
+    if base == "" then base = "/" end
+    local list = {}
+    for _, name in ipairs(names) do
+      local path = (base == "/" and "" or base) .. "/" .. name
+      if is_image_name(name) and sys.kind(path) == "file" then list[#list + 1] = path end
+    end
+    table.sort(list)
+    if #list == 0 then return nil, M.input_error("no image files in " .. target) end
+    return list
+  end
+  local s, err = M.read_file(target)
+  if not s then return nil, M.input_error("cannot read " .. target .. ": " .. tostring(err)) end
+  local base = target:match("^(.*)/[^/]*$")
+  local list = {}
+  for line in (s .. "\n"):gmatch("([^\n]*)\n") do
+    line = line:gsub("\r$", ""):gsub("^%s+", ""):gsub("%s+$", "")
+    if line ~= "" and line:sub(1, 1) ~= "#" then
+      if not M.is_remote(line) and line:sub(1, 1) ~= "/" and base then line = base .. "/" .. line end
+      list[#list + 1] = line
+    end
+  end
+  if #list == 0 then return nil, M.input_error("no images listed in " .. target) end
+  return list
 end
 
 -- request fields from flags, shared by every command that sends
