@@ -655,6 +655,23 @@ describe("standin server", function()
       assert.are.equal(2, #s.chunks - 1)
     end)
 
+    it("sse_event=NAME names every event; with error_event the error is a native event: error", function()
+      local r = curl { body = stream_body(standin.scenario_model("named", "sse_event=result")) }
+      assert.is_truthy(r.body:find("event: result\ndata: ", 1, true))
+      local events = parse_sse(r.body)
+      assert.is_true(#events > 2)
+      for _, ev in ipairs(events) do assert.are.equal("result", ev.event) end
+      assert.is_true(read_stream(r.body).done)
+      local e = curl { body = stream_body(standin.scenario_model("namederr", "error_event+sse_event=result")) }
+      local last = parse_sse(e.body)
+      last = last[#last]
+      assert.are.equal("error", last.event)
+      local native = standin.json.decode(last.data)
+      assert.are.equal("DataInspectionFailed", native.code)
+      assert.is_string(native.request_id)
+      assert.is_nil(native.error)
+    end)
+
     it("sse_crlf, sse_comments, sse_multiline and sse_tiny keep the same content", function()
       local ref = read_stream(curl { body = stream_body(standin.scenario_model("ref", "ok")) }.body).content
       local crlf = curl { body = stream_body(standin.scenario_model("crlf", "sse_crlf")) }

@@ -134,6 +134,10 @@ Modifiers:
                ends a chunk and its LF starts the next, 1 ms apart
     sse_comments  streamed: ": keep-alive" comments, event: and id: fields
     sse_multiline  streamed: one event's JSON split over two data: lines
+    sse_event=NAME  streamed: every event carries "event: NAME" (DashScope's
+               native API names its events "result"); with error_event, the
+               error goes as "event: error" with the native body
+               {"code","message","request_id"} (no "error" wrapper)
     nostream   a streamed request gets a plain 200 application/json
                chat.completion
     badutf8    the content is "bad utf-8: \\xff\\xfe then \\xe2\\x82 end" with
@@ -357,7 +361,7 @@ OTHER_KINDS = ("ok", "oai", "502html", "reset", "notjson", "redirect", "empty_ch
                "badschema", "oversize", "truncate", "reset_after_headers", "stall", "error_event")
 MODIFIERS = ("delay", "slowheaders", "norid", "sse", "status", "ra", "ram", "radate",
              "sse_crlf", "sse_tiny", "sse_comments", "sse_multiline", "nostream", "badutf8",
-             "echo", "model", "fenced", "bare")
+             "echo", "model", "fenced", "bare", "sse_event")
 ECHO_PLACES = ("text", "delta", "id", "header", "msg", "code", "escaped")
 ERROR_ONLY = ("sse", "status")
 
@@ -412,7 +416,7 @@ def parse_step(text):
             step.mods[name] = val if val != "" else True
         else:
             step.problems.append("unknown token %r" % name)
-    for m in ("status", "ra", "ram", "radate", "model"):
+    for m in ("status", "ra", "ram", "radate", "model", "sse_event"):
         if step.mods.get(m) is True:
             step.problems.append("%s= needs a value" % m)
     for m, v in (("status", step.mods.get("status")), ("oai", step.kind == "oai" and step.arg)):
@@ -957,6 +961,8 @@ class Handler(BaseHTTPRequestHandler):
             if step.has("sse_comments"):
                 text += ": keep-alive" + nl + nl
                 text += "event: message" + nl + "id: %d" % (idx + 1) + nl
+            if step.has("sse_event"):
+                text += "event: " + step.mods["sse_event"] + nl
             if step.has("sse_multiline") and kind == "content" and not multiline_done:
                 c = structural_comma(payload)
                 if c >= 0:
@@ -978,6 +984,11 @@ class Handler(BaseHTTPRequestHandler):
                                "type": "data_inspection_failed", "param": None,
                                "code": "data_inspection_failed"}
                         self.decorate_error(err)
+                        if step.has("sse_event"):   # the native form
+                            write("event: error" + nl + "data: " + dumps(
+                                {"code": "DataInspectionFailed", "message": err["message"],
+                                 "request_id": self.body_rid}) + nl + nl)
+                            break
                         write("data: " + dumps({"error": err, "request_id": self.body_rid}) + nl + nl)
                         break
             if chunk_delay > 0 and idx < total - 1:
