@@ -970,6 +970,18 @@ describe("standin server", function()
       end
     end)
 
+    it("sse_ping puts a heartbeat that is not JSON before the error event", function()
+      local r = curl { body = simple_body(fm("ssep", "400dif+sse+sse_ping"), "x", { stream = true }) }
+      assert.are.equal(400, r.status)
+      local events = parse_sse(r.body)
+      assert.are.equal(2, #events)
+      assert.are.equal("ping", events[1].data)
+      assert.are.equal("data_inspection_failed", cjson.decode(events[2].data).error.code)
+      local st, obj = chat(simple_body(fm("ssep2", "400dif+sse_ping")))
+      assert.are.equal(400, st)
+      assert.are.equal("standin_bad_step", obj.error.code)
+    end)
+
     it("norid drops x-request-id from answers, errors and streams; bodies keep the id", function()
       local st, obj, h = chat(simple_body(fm("nr", "ok+norid")))
       assert.are.equal(200, st)

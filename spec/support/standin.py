@@ -124,6 +124,8 @@ Modifiers:
                data: {"error":{"code","message","type"},"request_id"}
                and a blank line (what DashScope sends when moderation
                refuses a streamed request: "400dif+sse")
+    sse_ping   with sse: a "data: ping" event (a gateway's heartbeat, not
+               JSON) before the error event
     status=N   error kinds: answer with status N instead (e.g.
                "400dif+status=200": a 200 whose body is an error, no
                choices)
@@ -361,7 +363,7 @@ OTHER_KINDS = ("ok", "oai", "502html", "reset", "notjson", "redirect", "empty_ch
                "badschema", "oversize", "truncate", "reset_after_headers", "stall", "error_event")
 MODIFIERS = ("delay", "slowheaders", "norid", "sse", "status", "ra", "ram", "radate",
              "sse_crlf", "sse_tiny", "sse_comments", "sse_multiline", "nostream", "badutf8",
-             "echo", "model", "fenced", "bare", "sse_event")
+             "echo", "model", "fenced", "bare", "sse_event", "sse_ping")
 ECHO_PLACES = ("text", "delta", "id", "header", "msg", "code", "escaped")
 ERROR_ONLY = ("sse", "status")
 
@@ -426,6 +428,8 @@ def parse_step(text):
     for m in ERROR_ONLY:
         if m in step.mods and not errorish:
             step.problems.append("%s needs an error kind, not %s" % (m, step.kind))
+    if step.has("sse_ping") and not step.has("sse"):
+        step.problems.append("sse_ping needs sse")
     if step.echo & {"msg", "code", "escaped"} and not (errorish or step.kind == "error_event"):
         if not (step.kind == "502html" and step.echo <= {"msg"}):
             step.problems.append("echo=msg/code/escaped needs an error kind or error_event "
@@ -590,7 +594,10 @@ class Handler(BaseHTTPRequestHandler):
             if "request_id" in obj:
                 ev["request_id"] = obj["request_id"]
             nl = "\r\n" if step.has("sse_crlf") else "\n"
-            text = self.finish_bytes(("data: " + dumps(ev) + nl + nl).encode("utf-8"))
+            text = "data: " + dumps(ev) + nl + nl
+            if step.has("sse_ping"):
+                text = "data: ping" + nl + nl + text
+            text = self.finish_bytes(text.encode("utf-8"))
             self.send_raw_headers(status, [("Content-Type", "text/event-stream;charset=UTF-8"),
                                            ("Cache-Control", "no-cache"),
                                            ("Transfer-Encoding", "chunked")] + list(headers))
