@@ -174,6 +174,7 @@ describe("qwenvl handles", function()
       for i = 1, 3 do
         assert.are.equal("pending", h:wait(0.1), "wait " .. i)
       end
+      assert.are.equal("pending", h:wait(0))      -- 0: look, do not wait
       assert.are.equal("running", h:status())
       h:close()
     end)

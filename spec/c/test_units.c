@@ -394,6 +394,7 @@ static void test_retry(void) {
   ** value is not NUL-terminated where n ends) */
   CHECK_NEAR(qv_retry_after_parse("1.55", 3, 0), 1.5);
   CHECK_NEAR(qv_retry_after_parse("2.5x", 3, 0), 2.5);
+  CHECK_NEAR(qv_retry_after_parse("1.5", 1, 0), 1);       /* the '.' is past n */
 
   /* the three HTTP-date forms */
   CHECK_NEAR(ra("Sun, 06 Nov 1994 08:49:37 GMT", T94 - 10), 10);
