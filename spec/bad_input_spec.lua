@@ -177,6 +177,59 @@ describe("bad input", function()
     assert.equal(before, srv:stats().chat_requests)
   end)
 
+  -- The numeric fields at their limits: the bound itself is accepted,
+  -- a step beyond it refused, naming the field (the limits are the API's:
+  -- docs/api.md). prepare sends nothing.
+  local BOUNDS = {
+    -- field, lowest, highest, integer, step
+    { "max_retries", 0, 20, true },
+    { "retry_backoff_s", 0, 600 },
+    { "timeout_s", 0.001, 86400 },
+    { "connect_timeout_s", 0.001, 3600 },
+    { "idle_timeout_s", 0.001, 86400 },
+    { "max_retry_after_s", 0, 86400 },
+    { "max_response_bytes", 1024, 1e12, true },
+    { "coalesce_ms", 0, 60000 },
+    { "coalesce_bytes", 0, 1e9, true },
+    { "max_tokens", 1, 131072, true },
+    { "temperature", 0, 1.999999, false, 1e-6 },
+    { "fps", 0.1, 10, false, 0.01, { image = false, video = { "<png>", "<png>", "<png>", "<png>" } } },
+    { "thinking_budget", 1, 1e7, true },
+    { "quality", 1, 100, true },
+    { "max_side", 1, 1e6, true },
+    { "max_pixels", 1, 1e10, true },
+    { "min_pixels", 1, 1e10, true, nil, { max_pixels = 1e10 } },
+    { "max_input_pixels", 1, 1e11, true },
+  }
+  for _, b in ipairs(BOUNDS) do
+    local name, lo, hi, integer, step, with = b[1], b[2], b[3], b[4], b[5], b[6]
+    step = step or (integer and 1) or (lo > 0 and lo / 2) or 0.5
+    it(name .. " accepts " .. lo .. " and " .. hi .. ", refuses a step beyond", function()
+      local function try(v)
+        local over = { [name] = v }
+        for k, x in pairs(with or {}) do over[k] = x end
+        return qwenvl.prepare(base(subst(over)))
+      end
+      for _, v in ipairs { lo, hi } do
+        local plan, err = try(v)
+        assert.is_table(plan, name .. " = " .. v .. ": " .. tostring(err))
+      end
+      for _, v in ipairs { lo - step, hi + (integer and 1 or step) } do
+        local plan, err = try(v)
+        assert.is_nil(plan, name .. " = " .. v .. " was accepted")
+        assert.equal("invalid_request", err.code)
+        assert.equal(name, err.field)
+        assert.matches("out of range", err.message)
+      end
+      if integer then
+        local plan, err = try(lo + 0.5)
+        assert.is_nil(plan, name .. " = " .. (lo + 0.5) .. " was accepted")
+        assert.equal(name, err.field)
+        assert.matches("integer", err.message)
+      end
+    end)
+  end
+
   it("a request that is not a table raises", function()
     for _, v in ipairs({ "describe this", 1, true }) do
       assert.has_error(function() qwenvl.chat(v) end)

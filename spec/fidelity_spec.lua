@@ -35,6 +35,15 @@ describe("fidelity", function()
       end)
     end
 
+    it("a first event that is not a JSON object does not hide the error after it", function()
+      local model = standin.scenario_model("sseping", "400dif+sse+sse_ping")
+      local _, err = qwenvl.chat(req { model = model, stream = true })
+      assert.equal("content_filter", err.code)
+      assert.equal("data_inspection_failed", err.api_code)
+      assert.matches("inappropriate content", err.message)
+      assert.equal(env.srv:requests(model)[1].request_id, err.request_id)
+    end)
+
     it("a 429 in event-stream form is rate_limited with the service's message", function()
       local _, err = qwenvl.chat(req { model = standin.scenario_model("sse429", "429+sse") })
       assert.equal("rate_limited", err.code)

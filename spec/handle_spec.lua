@@ -166,6 +166,19 @@ describe("qwenvl handles", function()
       h:close()
     end)
 
+    -- Once the request is sent, curl has no timer due before the answer:
+    -- the limit of wait itself must bound the wait, each time.
+    it("wait(0.1) keeps returning pending while the answer is seconds away", function()
+      local model = standin.scenario_model("wlong", "delay=5000")
+      local h = assert(qwenvl.start(req { model = model }))
+      for i = 1, 3 do
+        assert.are.equal("pending", h:wait(0.1), "wait " .. i)
+      end
+      assert.are.equal("pending", h:wait(0))      -- 0: look, do not wait
+      assert.are.equal("running", h:status())
+      h:close()
+    end)
+
     it("poll never sleeps: many fast iterations over a 300 ms request", function()
       local h = assert(qwenvl.start(req { model = standin.scenario_model("busy", "delay=300") }))
       local durations, n = {}, 0

@@ -229,6 +229,43 @@ describe("secrets", function()
     end)
   end)
 
+  describe("qwenvl.scrub", function()
+    it("copies a table deeply, scrubbing keys and values, keeping metatables", function()
+      local mt = { __jsontype = "array" }
+      local v = { note = "with " .. KEY, [KEY] = 1, list = setmetatable({ "x " .. KEY }, mt), n = 5 }
+      local r = qwenvl.scrub(v, { api_key = KEY })
+      assert_clean(r, "scrub")
+      assert.are.equal("with [redacted]", r.note)
+      assert.are.equal(1, r["[redacted]"])
+      assert.are.equal("x [redacted]", r.list[1])
+      assert.are.equal(mt, getmetatable(r.list))
+      assert.are.equal(5, r.n)
+      assert.are.equal("with " .. KEY, v.note)           -- the input is left alone
+      assert.are.equal("[redacted]", qwenvl.scrub(KEY, { api_key = KEY }))
+      assert.are.equal(7, qwenvl.scrub(7, { api_key = KEY }))
+    end)
+
+    -- each level of a copy takes Lua stack: past ~20 levels the scrub
+    -- wrote beyond the stack (a crash on Lua 5.4); and a table met twice,
+    -- or a cycle, was copied again at every meeting
+    it("a table nested 60 deep, shared tables and cycles: one copy each, no crash", function()
+      local t = { x = KEY }
+      for _ = 1, 60 do t = { t, s = "v" } end
+      local r = qwenvl.scrub(t, { api_key = KEY })
+      for _ = 1, 60 do r = r[1] end
+      assert.are.equal("[redacted]", r.x)
+      local shared = { y = KEY }
+      local c = { a = shared, b = shared }
+      c.self, c.again = c, c
+      local rc = qwenvl.scrub(c, { api_key = KEY })
+      assert.are.equal(rc, rc.self)
+      assert.are.equal(rc, rc.again)
+      assert.are.equal(rc.a, rc.b)
+      assert.are_not.equal(shared, rc.a)
+      assert.are.equal("[redacted]", rc.a.y)
+    end)
+  end)
+
   describe("redirects", function()
     it("a 307 to another host name is not followed: error, and the key never reaches it", function()
       srv:reset()

@@ -655,6 +655,23 @@ describe("standin server", function()
       assert.are.equal(2, #s.chunks - 1)
     end)
 
+    it("sse_event=NAME names every event; with error_event the error is a native event: error", function()
+      local r = curl { body = stream_body(standin.scenario_model("named", "sse_event=result")) }
+      assert.is_truthy(r.body:find("event: result\ndata: ", 1, true))
+      local events = parse_sse(r.body)
+      assert.is_true(#events > 2)
+      for _, ev in ipairs(events) do assert.are.equal("result", ev.event) end
+      assert.is_true(read_stream(r.body).done)
+      local e = curl { body = stream_body(standin.scenario_model("namederr", "error_event+sse_event=result")) }
+      local last = parse_sse(e.body)
+      last = last[#last]
+      assert.are.equal("error", last.event)
+      local native = standin.json.decode(last.data)
+      assert.are.equal("DataInspectionFailed", native.code)
+      assert.is_string(native.request_id)
+      assert.is_nil(native.error)
+    end)
+
     it("sse_crlf, sse_comments, sse_multiline and sse_tiny keep the same content", function()
       local ref = read_stream(curl { body = stream_body(standin.scenario_model("ref", "ok")) }.body).content
       local crlf = curl { body = stream_body(standin.scenario_model("crlf", "sse_crlf")) }
@@ -951,6 +968,18 @@ describe("standin server", function()
         assert.is_nil(obj.choices, c[1])
         if c[3] ~= cjson.null then assert.are.equal(r.headers["x-request-id"], obj.request_id, c[1]) end
       end
+    end)
+
+    it("sse_ping puts a heartbeat that is not JSON before the error event", function()
+      local r = curl { body = simple_body(fm("ssep", "400dif+sse+sse_ping"), "x", { stream = true }) }
+      assert.are.equal(400, r.status)
+      local events = parse_sse(r.body)
+      assert.are.equal(2, #events)
+      assert.are.equal("ping", events[1].data)
+      assert.are.equal("data_inspection_failed", cjson.decode(events[2].data).error.code)
+      local st, obj = chat(simple_body(fm("ssep2", "400dif+sse_ping")))
+      assert.are.equal(400, st)
+      assert.are.equal("standin_bad_step", obj.error.code)
     end)
 
     it("norid drops x-request-id from answers, errors and streams; bodies keep the id", function()

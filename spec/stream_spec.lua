@@ -236,6 +236,32 @@ describe("qwenvl streaming", function()
       end)
     end
 
+    -- Only an event named exactly "error" is an error: DashScope's native
+    -- API names its events "result", and a name of five letters, or one
+    -- that merely starts with "error" (names are case-sensitive), is an
+    -- ordinary event.
+    for _, name in ipairs { "result", "reply", "errors", "erroR" } do
+      it("events named " .. name .. " are ordinary events", function()
+        reference = reference or plain_stream_text("edge cases")
+        local r, err = chat_collect { stream = true, prompt = "edge cases",
+          model = standin.scenario_model("named", "sse_event=" .. name) }
+        assert.is_nil(err, tostring(err))
+        assert.are.equal(reference.text, r.text)
+        assert.are.equal("stop", r.finish_reason)
+      end)
+    end
+
+    it("an event named error ends the stream with its native body: content_filter and the partial text", function()
+      local r, err, calls = chat_collect { stream = true, prompt = "moderate me",
+        model = standin.scenario_model("namederr", "error_event+sse_event=result") }
+      assert.is_nil(r)
+      assert.are.equal("content_filter", err.code)
+      assert.are.equal("DataInspectionFailed", err.api_code)
+      assert.matches("inappropriate", err.message)
+      assert.is_true(#err.text > 0)
+      assert.are.equal(err.text, joined(calls, "content"))
+    end)
+
     it("sse_tiny with thinking keeps reasoning and content apart", function()
       local r, err, calls = chat_collect { stream = true, enable_thinking = true,
         model = standin.scenario_model("tinythink", "sse_tiny") }

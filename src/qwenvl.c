@@ -152,21 +152,33 @@ static int m_extract_json(lua_State *L) {
   return qv_return(L, qv_fail(L, "bad_response", "the answer is not valid JSON"), 0);
 }
 
-/* Scrub one value: strings directly, tables deeply (a copy). */
-static void scrub_value(lua_State *L, int v, const qv_secrets *sec, int depth) {
+/* Scrub one value: strings directly, tables deeply (a copy). `seen`
+** maps each table copied to its copy, so a table met twice, or through a
+** cycle, is copied once. Each level takes stack slots of its own: they
+** are asked for, the few LUA_MINSTACK guarantees run out at depth ~20. */
+static void scrub_value(lua_State *L, int v, const qv_secrets *sec, int seen,
+                        int depth) {
   v = qv_absindex(L, v);
+  luaL_checkstack(L, 8, "scrub");
   if (lua_type(L, v) == LUA_TSTRING) {
     size_t n;
     const char *s = lua_tolstring(L, v, &n);
     qv_push_scrubbed(L, sec, s, n);
   } else if (lua_istable(L, v) && depth < 64) {
     int t;
+    lua_pushvalue(L, v);
+    lua_rawget(L, seen);
+    if (!lua_isnil(L, -1)) return;        /* copied already */
+    lua_pop(L, 1);
     lua_newtable(L);
     t = lua_gettop(L);
+    lua_pushvalue(L, v);
+    lua_pushvalue(L, t);
+    lua_rawset(L, seen);
     lua_pushnil(L);
     while (lua_next(L, v) != 0) {
-      scrub_value(L, -2, sec, depth + 1);
-      scrub_value(L, -2, sec, depth + 1);
+      scrub_value(L, -2, sec, seen, depth + 1);
+      scrub_value(L, -2, sec, seen, depth + 1);
       lua_rawset(L, t);
       lua_pop(L, 1);
     }
@@ -198,7 +210,8 @@ static int m_scrub(lua_State *L) {
   luaL_getmetatable(L, QV_SECRETS_MT);
   lua_setmetatable(L, -2);
   if (qv_request_secrets(L, 2, sec) < 0) return 2;
-  scrub_value(L, 1, sec, 0);
+  lua_newtable(L);                       /* 4: seen */
+  scrub_value(L, 1, sec, 4, 0);
   qv_secrets_wipe(sec);
   return 1;
 }

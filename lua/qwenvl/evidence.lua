@@ -226,10 +226,15 @@ local function heuristics(s, literals)
     s = s:gsub("(data:[%w%.%+%-/]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
       return prefix .. "<omitted " .. #payload .. " chars>"
     end)
-    -- JSON-escaped slashes inside raw bodies: data:image\/png;base64,...
-    s = s:gsub("(data:[%w%.%+%-]*\\/[%w%.%+%-]*;base64,)([A-Za-z0-9+/=_%-]+)", function(prefix, payload)
+    -- JSON-escaped slashes inside raw bodies: data:image\/png;base64,...;
+    -- the payload's own slashes are escaped too ("\/"), and any other
+    -- escape ends it
+    s = s:gsub("(data:[%w%.%+%-]*\\/[%w%.%+%-]*;base64,)([A-Za-z0-9+/=_%-\\]+)", function(prefix, payload)
+      local rest = ""
+      local e = payload:find("\\[^/]") or (payload:sub(-1) == "\\" and #payload)
+      if e then payload, rest = payload:sub(1, e - 1), payload:sub(e) end
       payload = payload:gsub("\\/", "/")
-      return prefix .. "<omitted " .. #payload .. " chars>"
+      return prefix .. "<omitted " .. #payload .. " chars>" .. rest
     end)
   end
   return s
@@ -296,13 +301,12 @@ local function option_sets(opts)
     if type(extra) == "string" then extra = { extra } end
   end
   for _, s in ipairs(type(extra) == "table" and extra or {}) do
-    if type(s) == "string" and #s >= 4 then
-      sets[#sets + 1] = { api_key = s }
-      literals[#literals + 1] = s
-    end
+    if type(s) == "string" and #s >= 4 then literals[#literals + 1] = s end
   end
   -- longest first, so a key that contains another is replaced whole
+  -- (by the core too: its sets are applied in this order)
   table.sort(literals, function(x, y) return #x > #y end)
+  for _, s in ipairs(literals) do sets[#sets + 1] = { api_key = s } end
   return sets, literals
 end
 

@@ -374,6 +374,11 @@ static void test_retry(void) {
   CHECK(ra("inf", 0) == -1);
   CHECK(ra("nan", 0) == -1);
   CHECK(qv_retry_after_parse("12", 1, 0) == 1);    /* honours n */
+  /* n shorter than the string: the fraction stops at n too (a header
+  ** value is not NUL-terminated where n ends) */
+  CHECK_NEAR(qv_retry_after_parse("1.55", 3, 0), 1.5);
+  CHECK_NEAR(qv_retry_after_parse("2.5x", 3, 0), 2.5);
+  CHECK_NEAR(qv_retry_after_parse("1.5", 1, 0), 1);       /* the '.' is past n */
 
   /* the three HTTP-date forms */
   CHECK_NEAR(ra("Sun, 06 Nov 1994 08:49:37 GMT", T94 - 10), 10);
@@ -422,6 +427,7 @@ static void test_retry(void) {
   CHECK(qv_retry_after_ms_parse("-5", 2) == -1);
   CHECK(qv_retry_after_ms_parse("", 0) == -1);
   CHECK(qv_retry_after_ms_parse("5ms", 3) == -1);
+  CHECK_NEAR(qv_retry_after_ms_parse("12.75", 4), 0.0127);   /* honours n */
 
   /* back-off: base * 2^(attempt-1) * [0.75, 1.0], seed 0 still works */
   seed = 0;

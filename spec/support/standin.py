@@ -124,6 +124,8 @@ Modifiers:
                data: {"error":{"code","message","type"},"request_id"}
                and a blank line (what DashScope sends when moderation
                refuses a streamed request: "400dif+sse")
+    sse_ping   with sse: a "data: ping" event (a gateway's heartbeat, not
+               JSON) before the error event
     status=N   error kinds: answer with status N instead (e.g.
                "400dif+status=200": a 200 whose body is an error, no
                choices)
@@ -134,6 +136,10 @@ Modifiers:
                ends a chunk and its LF starts the next, 1 ms apart
     sse_comments  streamed: ": keep-alive" comments, event: and id: fields
     sse_multiline  streamed: one event's JSON split over two data: lines
+    sse_event=NAME  streamed: every event carries "event: NAME" (DashScope's
+               native API names its events "result"); with error_event, the
+               error goes as "event: error" with the native body
+               {"code","message","request_id"} (no "error" wrapper)
     nostream   a streamed request gets a plain 200 application/json
                chat.completion
     badutf8    the content is "bad utf-8: \\xff\\xfe then \\xe2\\x82 end" with
@@ -357,7 +363,7 @@ OTHER_KINDS = ("ok", "oai", "502html", "reset", "notjson", "redirect", "empty_ch
                "badschema", "oversize", "truncate", "reset_after_headers", "stall", "error_event")
 MODIFIERS = ("delay", "slowheaders", "norid", "sse", "status", "ra", "ram", "radate",
              "sse_crlf", "sse_tiny", "sse_comments", "sse_multiline", "nostream", "badutf8",
-             "echo", "model", "fenced", "bare")
+             "echo", "model", "fenced", "bare", "sse_event", "sse_ping")
 ECHO_PLACES = ("text", "delta", "id", "header", "msg", "code", "escaped")
 ERROR_ONLY = ("sse", "status")
 
@@ -412,7 +418,7 @@ def parse_step(text):
             step.mods[name] = val if val != "" else True
         else:
             step.problems.append("unknown token %r" % name)
-    for m in ("status", "ra", "ram", "radate", "model"):
+    for m in ("status", "ra", "ram", "radate", "model", "sse_event"):
         if step.mods.get(m) is True:
             step.problems.append("%s= needs a value" % m)
     for m, v in (("status", step.mods.get("status")), ("oai", step.kind == "oai" and step.arg)):
@@ -422,6 +428,8 @@ def parse_step(text):
     for m in ERROR_ONLY:
         if m in step.mods and not errorish:
             step.problems.append("%s needs an error kind, not %s" % (m, step.kind))
+    if step.has("sse_ping") and not step.has("sse"):
+        step.problems.append("sse_ping needs sse")
     if step.echo & {"msg", "code", "escaped"} and not (errorish or step.kind == "error_event"):
         if not (step.kind == "502html" and step.echo <= {"msg"}):
             step.problems.append("echo=msg/code/escaped needs an error kind or error_event "
@@ -586,7 +594,10 @@ class Handler(BaseHTTPRequestHandler):
             if "request_id" in obj:
                 ev["request_id"] = obj["request_id"]
             nl = "\r\n" if step.has("sse_crlf") else "\n"
-            text = self.finish_bytes(("data: " + dumps(ev) + nl + nl).encode("utf-8"))
+            text = "data: " + dumps(ev) + nl + nl
+            if step.has("sse_ping"):
+                text = "data: ping" + nl + nl + text
+            text = self.finish_bytes(text.encode("utf-8"))
             self.send_raw_headers(status, [("Content-Type", "text/event-stream;charset=UTF-8"),
                                            ("Cache-Control", "no-cache"),
                                            ("Transfer-Encoding", "chunked")] + list(headers))
@@ -957,6 +968,8 @@ class Handler(BaseHTTPRequestHandler):
             if step.has("sse_comments"):
                 text += ": keep-alive" + nl + nl
                 text += "event: message" + nl + "id: %d" % (idx + 1) + nl
+            if step.has("sse_event"):
+                text += "event: " + step.mods["sse_event"] + nl
             if step.has("sse_multiline") and kind == "content" and not multiline_done:
                 c = structural_comma(payload)
                 if c >= 0:
@@ -978,6 +991,11 @@ class Handler(BaseHTTPRequestHandler):
                                "type": "data_inspection_failed", "param": None,
                                "code": "data_inspection_failed"}
                         self.decorate_error(err)
+                        if step.has("sse_event"):   # the native form
+                            write("event: error" + nl + "data: " + dumps(
+                                {"code": "DataInspectionFailed", "message": err["message"],
+                                 "request_id": self.body_rid}) + nl + nl)
+                            break
                         write("data: " + dumps({"error": err, "request_id": self.body_rid}) + nl + nl)
                         break
             if chunk_delay > 0 and idx < total - 1:
