@@ -16,6 +16,8 @@
 #include "qv_buf.h"
 #include "qv_images.h"
 
+#pragma GCC visibility push(hidden)
+
 typedef struct qv_body_in {
   const char *model;
   int messages;                 /* stack index: the normalized messages */
@@ -36,4 +38,5 @@ typedef struct qv_body_in {
 ** -1 with nil, err pushed (a field of `extra` that cannot be encoded). */
 int qv_body_build(lua_State *L, const qv_body_in *in, qv_buf *out);
 
+#pragma GCC visibility pop
 #endif

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 typedef struct qv_buf {
   char *data;     /* always NUL-terminated when non-NULL */
   size_t len;
@@ -25,4 +27,5 @@ void qv_buf_add(qv_buf *b, const void *p, size_t n);
 void qv_buf_adds(qv_buf *b, const char *s);
 void qv_buf_addc(qv_buf *b, char c);
 
+#pragma GCC visibility pop
 #endif

@@ -19,6 +19,8 @@
 #include "qv_buf.h"
 #include "qv_engine.h"
 
+#pragma GCC visibility push(hidden)
+
 typedef enum { QV_WAITING, QV_RUNNING, QV_DONE } qv_call_state;
 
 /* Why a call ended. */
@@ -125,4 +127,5 @@ void qv_call_finished(qv_call *c, CURLcode code);
 void qv_call_tick(qv_call *c, double now);
 double qv_call_next_deadline(const qv_call *c);
 
+#pragma GCC visibility pop
 #endif

@@ -10,6 +10,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#pragma GCC visibility push(hidden)
+
 #if LUA_VERSION_NUM < 502
 void qv_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
 void *qv_testudata(lua_State *L, int i, const char *tname);
@@ -52,4 +54,5 @@ void *qv_testudata(lua_State *L, int i, const char *tname);
    lua_tonumber(L, i) == (lua_Number)(lua_Integer)lua_tonumber(L, i))
 #endif
 
+#pragma GCC visibility pop
 #endif

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include "qv_image.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_DRAW_MAX_ITEMS 1000
 /* Bytes of a label that are drawn (cut on a character boundary). */
 #define QV_DRAW_LABEL_MAX 120
@@ -105,4 +107,5 @@ int qv_draw_boxes(const char *in_path, const char *out_path,
 int qv_draw_check(const char *in_path, const char *out_path, qv_draw_info *info,
                   const char **code, const char **why);
 
+#pragma GCC visibility pop
 #endif

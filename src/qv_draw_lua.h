@@ -7,7 +7,10 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Set draw_boxes in the table at idx. */
 void qv_draw_register(lua_State *L, int idx);
 
+#pragma GCC visibility pop
 #endif

@@ -18,6 +18,8 @@
 
 #include <curl/curl.h>
 
+#pragma GCC visibility push(hidden)
+
 typedef struct qv_engine qv_engine;
 
 /* The head of every qv_call: the engine's list of live calls. */
@@ -55,4 +57,5 @@ void qv_engine_unlink(qv_engine *e, qv_link *l);
 
 double qv_now(void);                           /* monotonic seconds */
 
+#pragma GCC visibility pop
 #endif

@@ -13,6 +13,8 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_ERROR_MT "qwenvl.error"
 
 #if defined(__GNUC__)
@@ -52,4 +54,5 @@ int qv_error_new(lua_State *L);
 /* Create the metatable (once per state). */
 void qv_error_register(lua_State *L);
 
+#pragma GCC visibility pop
 #endif

@@ -30,6 +30,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 /* Orientation 1..8 of the image in p[0..n) (JPEG, PNG, WebP or TIFF, by
 ** its magic bytes); 0 when it has none, or for any other format. */
 int qv_exif_orientation(const unsigned char *p, size_t n);
@@ -41,4 +43,5 @@ int qv_exif_tiff_orientation(const unsigned char *p, size_t n);
 /* 1 when orientation o swaps width and height (5..8: transposed). */
 int qv_exif_swaps(int o);
 
+#pragma GCC visibility pop
 #endif

@@ -11,10 +11,13 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Append the file at path to out (at most max bytes). Returns 0, or -1
 ** with a static *why ("not a regular file ...", "file is empty", "file is
 ** larger than the limit", "file changed while being read", strerror
 ** text). */
 int qv_file_read(const char *path, size_t max, qv_buf *out, const char **why);
 
+#pragma GCC visibility pop
 #endif

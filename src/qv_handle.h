@@ -21,6 +21,8 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_HANDLE_MT "qwenvl.handle"
 
 typedef struct qv_handle qv_handle;
@@ -60,4 +62,5 @@ int qv_handle_http(lua_State *L);
 /* The metatable, its methods bound to the module's upvalues (on top). */
 void qv_handle_register(lua_State *L);
 
+#pragma GCC visibility pop
 #endif

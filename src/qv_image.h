@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 /* DashScope refuses a data URL item larger than this (whole string). */
 #define QV_DATA_URL_LIMIT 10485760u
 
@@ -49,4 +51,5 @@ int qv_data_url_check(const char *s, size_t n, qv_format *fmt,
                       const char **payload, size_t *payload_len,
                       const char **why);
 
+#pragma GCC visibility pop
 #endif

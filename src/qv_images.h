@@ -16,6 +16,8 @@
 #include "qv_image.h"
 #include "qv_resize.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_MAX_IMAGES 250      /* DashScope's per-request cap for base64 */
 
 typedef struct qv_image_in {
@@ -52,4 +54,5 @@ void qv_images_free(qv_images *im);
 size_t qv_image_in_url_len(const qv_image_in *im);
 void qv_image_in_url(qv_buf *out, const qv_image_in *im);
 
+#pragma GCC visibility pop
 #endif

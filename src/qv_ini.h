@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Search text for key in section. Returns 1 and sets out to the value,
 ** 0 when absent. The section match is exact; key match is exact. */
 int qv_ini_find(const char *text, size_t n, const char *section,
@@ -23,4 +25,5 @@ int qv_ini_find(const char *text, size_t n, const char *section,
 ** last assignment (later lines win, as in python-dotenv), 0 when absent. */
 int qv_dotenv_find(const char *text, size_t n, const char *key, qv_buf *out);
 
+#pragma GCC visibility pop
 #endif

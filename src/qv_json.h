@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_JSON_MAX_DEPTH 1000
 
 typedef enum {
@@ -115,4 +117,5 @@ int qv_json_eq(const qv_json_val *v, const char *s, size_t n);
 ** a number. */
 int qv_json_number(const qv_json_val *v, double *out);
 
+#pragma GCC visibility pop
 #endif

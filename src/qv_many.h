@@ -15,7 +15,10 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 int qv_many_chat(lua_State *L);          /* qwenvl.chat_many */
 void qv_many_register(lua_State *L);
 
+#pragma GCC visibility pop
 #endif

@@ -15,6 +15,8 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_MAX_VIDEOS 64
 
 /* What the caller gave; stack indexes (0: absent) and checked strings. */
@@ -53,4 +55,5 @@ int qv_messages_build(lua_State *L, const qv_messages_in *in, const void *nonce,
 /* The placeholder of source k. */
 void qv_messages_placeholder(char *buf, size_t size, const void *nonce, int k);
 
+#pragma GCC visibility pop
 #endif

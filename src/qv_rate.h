@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 typedef struct qv_rate_start { double t, tokens; } qv_rate_start;
 
 typedef struct qv_rate {
@@ -30,4 +32,5 @@ double qv_rate_wait(const qv_rate *r, double now, double tokens);
 /* Record a start. Returns 0, or -1 when out of memory (nothing recorded). */
 int qv_rate_note(qv_rate *r, double now, double tokens);
 
+#pragma GCC visibility pop
 #endif

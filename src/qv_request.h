@@ -21,6 +21,8 @@
 #include "qv_call.h"
 #include "qv_scrub.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_PLAN_MT "qwenvl.plan"
 
 /* chat: /chat/completions; models: GET /models; http: any method and
@@ -84,4 +86,5 @@ void qv_request_regions(lua_State *L);
 
 void qv_request_register(lua_State *L);
 
+#pragma GCC visibility pop
 #endif

@@ -21,6 +21,8 @@
 #include "qv_buf.h"
 #include "qv_image.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Qwen3-VL's default pixel budget: 2,560 tokens of 32x32 pixels. */
 #define QV_RESIZE_MAX_PIXELS 2621440ul
 #define QV_RESIZE_QUALITY 85
@@ -142,4 +144,5 @@ int qv_resize_decodes_whole(const unsigned char *p, size_t n, qv_format f);
 /* Length of "data:<mime>;base64,<payload>" for n bytes of format f. */
 size_t qv_resize_data_url_len(qv_format f, size_t n);
 
+#pragma GCC visibility pop
 #endif

@@ -18,6 +18,8 @@
 #include "qv_request.h"
 #include "qv_stream.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Push the result and return 0, or push nil, err and return -1. */
 int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
                    qv_stream *s, qv_plan *p);
@@ -26,4 +28,5 @@ int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
 ** the body table and returns 0, or -1 with nothing pushed. */
 int qv_result_decode(lua_State *L, const char *body, size_t n);
 
+#pragma GCC visibility pop
 #endif

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 /* 408, 409, 429 and every 5xx. */
 int qv_retry_status(long status);
 
@@ -26,4 +28,5 @@ double qv_retry_after_ms_parse(const char *s, size_t n);
 ** factor in [0.75, 1.0] drawn from *seed (xorshift, updated). */
 double qv_retry_backoff(double base, int attempt, unsigned *seed);
 
+#pragma GCC visibility pop
 #endif

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 #define QV_SCRUB_MAX 6          /* the key, credentials in two URLs */
 #define QV_SCRUB_MIN 4          /* shorter strings are not looked for */
 #define QV_SCRUB_MARK "[redacted]"
@@ -51,4 +53,5 @@ void qv_scrub(const qv_secrets *sec, const char *s, size_t n, qv_scrub_fn out,
 ** back until more text arrives (or the text ends). */
 size_t qv_scrub_holdback(const qv_secrets *sec, const char *s, size_t n);
 
+#pragma GCC visibility pop
 #endif

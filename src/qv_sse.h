@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 /* Called with the event's name ("message" unless set) and its data
 ** (lines joined with '\n', without the final newline). Return nonzero to
 ** stop parsing: qv_sse_feed then returns that value. */
@@ -37,4 +39,5 @@ int qv_sse_feed(qv_sse *p, const char *s, size_t n, qv_sse_event_fn fn,
 ** without its blank line is discarded (as the spec says). */
 int qv_sse_finish(qv_sse *p, qv_sse_event_fn fn, void *ud);
 
+#pragma GCC visibility pop
 #endif

@@ -15,6 +15,8 @@
 #include "qv_engine.h"
 #include "qv_scrub.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_VERSION "0.2.0"
 #define QV_STATE_MT "qwenvl.state"
 #define QV_UPV_STATE lua_upvalueindex(1)
@@ -62,4 +64,5 @@ void qv_push_scrubbed(lua_State *L, const qv_secrets *sec, const char *s,
 ** scrubbed form. */
 void qv_scrub_fields(lua_State *L, int idx, const qv_secrets *sec);
 
+#pragma GCC visibility pop
 #endif

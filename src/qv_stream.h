@@ -15,6 +15,8 @@
 #include "qv_buf.h"
 #include "qv_scrub.h"
 
+#pragma GCC visibility push(hidden)
+
 typedef struct qv_stream {
   qv_buf text, reasoning;            /* everything delivered so far */
   qv_buf pend_text, pend_reason;     /* not yet given to on_delta */
@@ -52,4 +54,5 @@ void qv_stream_flush(qv_stream *s);
 ** st.callback_error). The interpreter's interrupt is raised through. */
 int qv_stream_emit(lua_State *L, int st, qv_stream *s, int force);
 
+#pragma GCC visibility pop
 #endif

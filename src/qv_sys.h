@@ -11,6 +11,8 @@
 
 #include "qv_compat.h"
 
+#pragma GCC visibility push(hidden)
+
 /* SHA-256 of p[0..n) as 64 lower-case hex digits and a NUL. */
 void qv_sys_sha256_hex(const void *p, size_t n, char out[65]);
 
@@ -18,4 +20,5 @@ void qv_sys_sha256_hex(const void *p, size_t n, char out[65]);
 ** table at idx (the module). */
 void qv_sys_register(lua_State *L, int idx);
 
+#pragma GCC visibility pop
 #endif

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 #define QV_BASE_URL_MAX 2048
 
 /* Known regions: names and compatible-mode base URLs, NULL-terminated. */
@@ -37,4 +39,5 @@ int qv_target_resolve(const char *req_key, size_t key_len,
 /* The compatible-mode base URL of a region name, or NULL. */
 const char *qv_target_region_url(const char *region);
 
+#pragma GCC visibility pop
 #endif

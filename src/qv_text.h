@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include "qv_buf.h"
 
+#pragma GCC visibility push(hidden)
+
 /* What counts as a forbidden character for qv_text_has_ctl. */
 #define QV_CTL_SPACE 1    /* ' ' too (URLs, keys, model names) */
 
@@ -45,4 +47,5 @@ int qv_text_iprefix(const char *s, size_t n, const char *lit);
 ** in turn and takes the first that parses. */
 int qv_text_json_spans(const char *t, size_t n, size_t off[3], size_t len[3]);
 
+#pragma GCC visibility pop
 #endif

@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)
+
 typedef struct _VipsImage qv_VipsImage;
 typedef struct _VipsArea qv_VipsArea;
 typedef struct _VipsArrayDouble qv_VipsArrayDouble;   /* a VipsArea first */
@@ -118,4 +120,5 @@ typedef void (*qv_vips_eval_fn)(qv_VipsImage *image, qv_VipsProgress *progress,
      ...)) \
   X(int, text, vips_text, (qv_VipsImage **out, const char *text, ...))
 
+#pragma GCC visibility pop
 #endif

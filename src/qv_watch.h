@@ -9,6 +9,8 @@
 #ifndef QV_WATCH_H
 #define QV_WATCH_H
 
+#pragma GCC visibility push(hidden)
+
 #define QV_WATCH_IN 1
 #define QV_WATCH_OUT 2
 #define QV_WATCH_ERR 4
@@ -49,4 +51,5 @@ int qv_watch_set(qv_watch *w, int fd, int events);
 ** signal interrupted the wait (errno EINTR) or the wait failed. */
 int qv_watch_wait(qv_watch *w, qv_watch_event *out, int max, long ms);
 
+#pragma GCC visibility pop
 #endif

@@ -107,6 +107,16 @@ print("OK " .. _VERSION .. " " .. res.text:sub(1, 8))
         assert.is_true(u.exists(b.tree .. "/bin/qwenvl"))
       end)
 
+      it("exports only luaopen_qwenvl, built without the Makefile's -fvisibility", function()
+        -- luarocks' builtin build takes no compiler flags from a rockspec:
+        -- the headers hide the qv_* symbols themselves, so that another
+        -- module in the host cannot interpose on them (or they on it)
+        local so = ("%s/lib/lua/%s/qwenvl.so"):format(built[v].tree, v)
+        local out, ok = fx.sh("nm -D --defined-only " .. q(so) .. " | awk '{print $3}'")
+        assert.is_true(ok, out)
+        assert.are.equal("luaopen_qwenvl\n", out)
+      end)
+
       it("loads the installed module in " .. interp .. " and chats with the stand-in", function()
         local code = "IMAGE=" .. ("%q"):format(png) .. "\n" .. chat
         local out, ok = fx.sh(env(v) .. " " .. interp .. " -e " .. q(code))
