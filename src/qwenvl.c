@@ -32,7 +32,7 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_code = CURLE_OK;  /* written once, under curl_once */
 
 /* Every other symbol is hidden: the Makefile passes -fvisibility=hidden,
-** and each src/*.h wraps its declarations in a GCC visibility pragma for
+** and each header in src/ wraps its declarations in a GCC visibility pragma for
 ** builds that pass no such flag (luarocks' builtin type takes none from a
 ** rockspec), so no qv_* name can interpose on another module's or be
 ** interposed on in a host process. */
