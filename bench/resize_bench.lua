@@ -155,7 +155,8 @@ for _, p in ipairs(photos) do
   local out = dir .. "/thumb.jpg"
   local vt = measure({ "vipsthumbnail", p.path, "-s", ("%dx%d"):format(r.width, r.height), "-o",
                        out .. "[Q=85,strip,optimize_coding]" }, RUNS)
-  local vw = must("vipsheader " .. q(out)):match("(%d+x%d+)")
+  local vw = must(("vipsheader -f width %s; vipsheader -f height %s"):format(q(out), q(out)))
+    :gsub("^(%d+)\n(%d+).*", "%1x%2")   -- by field: the path may read "0x9" too
   local alone = measure({ tool, p.path }, RUNS)
   local off = measure(chat_argv(build, p.path, "off"), RUNS)
   local ro = cjson.decode(off.body:match("(%b{})%s*$"))

@@ -68,7 +68,10 @@ local function photo(dir, name, w, h, sigma, Q)
 end
 
 local function header(path)
-  local w, h = sh("vipsheader " .. q(path)):match("(%d+)x(%d+)")
+  -- by field: the summary line starts with the path, and a temporary
+  -- folder's random name may read "0x9" too
+  local w, h = sh(("vipsheader -f width %s; vipsheader -f height %s"):format(q(path), q(path)))
+    :match("^(%d+)\n(%d+)")
   return tonumber(w), tonumber(h)
 end
 

@@ -61,7 +61,10 @@ function M.marked(path, w, h, orientation)
 end
 
 function M.size(path)
-  local w, h = sh("vipsheader " .. Q(path)):match("(%d+)x(%d+)")
+  -- by field: the summary line starts with the path, and a temporary
+  -- folder's random name may read "0x9" too
+  local w, h = sh(("vipsheader -f width %s; vipsheader -f height %s"):format(Q(path), Q(path)))
+    :match("^(%d+)\n(%d+)")
   return tonumber(w), tonumber(h)
 end
 
