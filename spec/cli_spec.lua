@@ -131,6 +131,16 @@ describe("qwenvl command", function()
       assert.matches("qwenvl batch DIR|LIST", out, 1, true)
     end)
 
+    it("--version and version print the module's version, exit 0", function()
+      local want = "qwenvl " .. require("qwenvl").version .. "\n"
+      assert.is_truthy(want:find("^qwenvl %d+%.%d+"))
+      for _, arg in ipairs({ "--version", "version" }) do
+        local code, out, err = run(arg)
+        assert.are.equal(0, code, err)
+        assert.are.equal(want, out)
+      end
+    end)
+
     it("every example in the help parses, and those for the stand-in run successfully", function()
       local ran = 0
       for _, sub in ipairs({ "analyze", "probe", "smoke", "batch", "validate" }) do
