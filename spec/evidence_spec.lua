@@ -122,6 +122,9 @@ describe("qwenvl.evidence", function()
         { "\194", R }, { "\226\130", R .. R },            -- cut at the end
         { "\240\159\152", R .. R .. R },
         { "\194A", R .. "A" },                            -- second byte not a continuation
+        { "\194\127", R .. "\127" },                     -- 7F: just below the continuations
+        { "\226\130\127", R .. R .. "\127" },
+        { "\194\192", R .. R },                           -- C0: just above them
         { "\226\130A", R .. R .. "A" },                   -- third byte
         { "\240\159\152A", R .. R .. R .. "A" },          -- fourth byte
         { "\226\192\128", R .. R .. R },                  -- third byte above BF... and C0
