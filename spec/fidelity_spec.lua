@@ -68,6 +68,32 @@ describe("fidelity", function()
     end)
   end)
 
+  describe("answers in the shapes of other OpenAI-compatible services", function()
+    it("without a model field: the result names the model asked", function()
+      local model = standin.scenario_model("nomodel", "ok+nomodel")
+      local res = assert(qwenvl.chat(req { model = model }))
+      assert.equal(model, res.model)
+      assert.matches("^STANDIN", res.text)
+    end)
+
+    it("content as a list of parts: the text parts joined, others skipped", function()
+      local plain = assert(qwenvl.chat(req { model = standin.scenario_model("plain", "ok") }))
+      local res = assert(qwenvl.chat(req { model = standin.scenario_model("parts", "ok+parts") }))
+      assert.equal(plain.text, res.text)
+      assert.is_true(#res.text > 10)
+    end)
+
+    it("a fractional usage figure stays a float; token counts stay integers", function()
+      local res = assert(qwenvl.chat(req { model = standin.scenario_model("cost", "ok+cost=2.5") }))
+      assert.equal(2.5, res.usage.cost)
+      assert.is_true(res.usage.total_tokens > 0)
+      if math.type then
+        assert.equal("float", math.type(res.usage.cost))
+        assert.equal("integer", math.type(res.usage.total_tokens))
+      end
+    end)
+  end)
+
   describe("QVQ models accept streamed requests only", function()
     it("a plain chat streams under the hood and sends no enable_thinking", function()
       local res = assert(qwenvl.chat(req { model = "qvq-max" }))

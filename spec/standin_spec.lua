@@ -1136,6 +1136,24 @@ describe("standin server", function()
       assert.is_true(s.done)
     end)
 
+    it("nomodel, parts and cost=X reshape a plain answer as other compatible services do", function()
+      local st, plain = chat(simple_body(fm("shape", "ok")))
+      assert.are.equal(200, st)
+      local text = plain.choices[1].message.content
+      local _, obj = chat(simple_body(fm("shape", "ok+nomodel")))
+      assert.is_nil(obj.model)
+      assert.are.equal(text, obj.choices[1].message.content)
+      _, obj = chat(simple_body(fm("shape", "parts")))
+      local parts = obj.choices[1].message.content
+      assert.are.same({ "text", "refusal", "text" }, { parts[1].type, parts[2].type, parts[3].type })
+      assert.are.equal(text, parts[1].text .. parts[3].text)
+      local r = curl { body = simple_body(fm("shape", "ok+cost=0.5")) }
+      assert.is_truthy(r.body:find('"cost":0.5', 1, true))
+      assert.are.equal(plain.usage.total_tokens, r.json.usage.total_tokens)
+      st = chat(simple_body(fm("shape", "ok+cost")))
+      assert.are.equal(400, st)                      -- cost= needs a value
+    end)
+
     describe("echoing the caller's key (a hostile server)", function()
       local function has_key(s) return s:find(KEY, 1, true) ~= nil end
 

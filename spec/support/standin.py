@@ -156,6 +156,12 @@ Modifiers:
                an error kind or error_event; 502html takes msg (the page
                holds the token)
     model=NAME answer as that model (family rules: QVQ, OCR, grounding)
+    nomodel    non-streamed: the completion has no "model" field
+    parts      non-streamed: message.content is a list of parts, the text
+               split over two "text" parts around a "refusal" part (the
+               shape OpenAI's newer answers and some gateways use)
+    cost=X     non-streamed: usage gains "cost": X as a JSON float (a
+               gateway's price, e.g. 0.00125)
     fenced, bare  grounding answers with / without the ```json fence
 
 Headers: X-Standin-Chunk-Delay-Ms: N pauses N ms between stream events.
@@ -363,7 +369,8 @@ OTHER_KINDS = ("ok", "oai", "502html", "reset", "notjson", "redirect", "empty_ch
                "badschema", "oversize", "truncate", "reset_after_headers", "stall", "error_event")
 MODIFIERS = ("delay", "slowheaders", "norid", "sse", "status", "ra", "ram", "radate",
              "sse_crlf", "sse_tiny", "sse_comments", "sse_multiline", "nostream", "badutf8",
-             "echo", "model", "fenced", "bare", "sse_event", "sse_ping")
+             "echo", "model", "fenced", "bare", "sse_event", "sse_ping", "nomodel", "parts",
+             "cost")
 ECHO_PLACES = ("text", "delta", "id", "header", "msg", "code", "escaped")
 ERROR_ONLY = ("sse", "status")
 
@@ -418,7 +425,7 @@ def parse_step(text):
             step.mods[name] = val if val != "" else True
         else:
             step.problems.append("unknown token %r" % name)
-    for m in ("status", "ra", "ram", "radate", "model", "sse_event"):
+    for m in ("status", "ra", "ram", "radate", "model", "sse_event", "cost"):
         if step.mods.get(m) is True:
             step.problems.append("%s= needs a value" % m)
     for m, v in (("status", step.mods.get("status")), ("oai", step.kind == "oai" and step.arg)):
@@ -868,10 +875,19 @@ class Handler(BaseHTTPRequestHandler):
         msg = {"role": "assistant", "content": content}
         if reasoning:
             msg["reasoning_content"] = reasoning
+        if step.has("parts"):
+            half = len(content) // 2
+            msg["content"] = [{"type": "text", "text": content[:half]},
+                              {"type": "refusal", "refusal": ""},
+                              {"type": "text", "text": content[half:]}]
+        if step.has("cost"):
+            usage = dict(usage, cost=float(step.mods["cost"]))
         resp = {"id": "chatcmpl-" + self.body_rid, "object": "chat.completion",
                 "created": int(time.time()), "model": model_out,
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": msg}],
                 "usage": usage, "system_fingerprint": None}
+        if step.has("nomodel"):
+            del resp["model"]
         data = self.finish_bytes(dumps(resp).encode("utf-8"))
         if name == "truncate":
             self.close_connection = True
