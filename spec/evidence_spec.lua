@@ -147,6 +147,25 @@ describe("qwenvl.evidence", function()
     local red = evidence.redact
     local RED = evidence.REDACTED
 
+    it("without the C module, the environment's key is redacted from 4 characters on", function()
+      -- a process where require("qwenvl") fails: heuristics and the
+      -- environment's key are all that is left to scrub
+      local proc = require("spec.support.proc")
+      local code = [[
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.preload.qwenvl = function() error("not built") end
+local ev = require("qwenvl.evidence")
+io.write(ev.encode(ev.redact({ note = "key abcd and abc and abcde" })))
+]]
+      local rc, out, err = proc.run({ proc.LUA, "-e", code }, { env = { DASHSCOPE_API_KEY = "abcd" } })
+      assert.are.equal(0, rc, err)
+      assert.is_nil(out:find("abcd", 1, true), out)
+      assert.matches("and abc and", out, 1, true)       -- a mere prefix stays
+      rc, out = proc.run({ proc.LUA, "-e", code }, { env = { DASHSCOPE_API_KEY = "abc" } })
+      assert.are.equal(0, rc)
+      assert.matches("key abcd and abc and abcde", out, 1, true)   -- too short to be a key
+    end)
+
     it("redacts the value of every secret field, in any case, whatever it holds", function()
       local names = { "api_key", "apikey", "api-key", "x-api-key", "authorization",
                       "proxy-authorization", "password", "passwd", "secret", "client_secret",
