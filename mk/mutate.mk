@@ -26,6 +26,9 @@
 #                        exercise which file); derived, with overrides there
 #   MUTATE_EQUIVALENT=mk/mutate/equivalent.txt   mutants marked by hand as
 #                        unable to change behaviour, with the reason
+#   MUTATE_HISTORY=mk/mutate/campaigns.md   the campaigns so far (rates
+#                        before and after each round of specs), kept by
+#                        hand and copied to the top of every report
 # Ctrl-C stops it and leaves a valid report of the mutants done.
 # Self-test of the operators: busted spec/mutate_tool_spec.lua
 
@@ -41,13 +44,14 @@ MUTATE_OUT ?= bench/mutation.md
 MUTATE_DIR ?= build/mutate
 MUTATE_COVER ?= mk/mutate/cover.lua
 MUTATE_EQUIVALENT ?= mk/mutate/equivalent.txt
+MUTATE_HISTORY ?= mk/mutate/campaigns.md
 
 MUTATE_ARGS = --minutes=$(MUTATE_MINUTES) --seed=$(MUTATE_SEED) \
   --files='$(MUTATE_FILES)' --ops='$(MUTATE_OPS)' --max='$(MUTATE_MAX)' \
   --luajit=$(MUTATE_LUAJIT) --suite=$(MUTATE_SUITE) \
   --timeout-factor=$(MUTATE_TIMEOUT_FACTOR) --out='$(MUTATE_OUT)' \
   --dir='$(MUTATE_DIR)' --cover='$(MUTATE_COVER)' \
-  --equivalent='$(MUTATE_EQUIVALENT)'
+  --equivalent='$(MUTATE_EQUIVALENT)' --history='$(MUTATE_HISTORY)'
 
 .PHONY: mutate mutate-list mutate-report
 

@@ -18,6 +18,8 @@
 --   --dir=PATH          scratch directory (default build/mutate)
 --   --equivalent=PATH   exceptions (default mk/mutate/equivalent.txt)
 --   --cover=PATH        covering map (default mk/mutate/cover.lua)
+--   --history=PATH      the campaigns so far, kept by hand and copied into
+--                       every report (default mk/mutate/campaigns.md)
 --
 -- How: the tracked and untracked-but-not-ignored files are copied into
 -- <dir>/tree and built there, so the working tree and its build/ are never
@@ -124,6 +126,7 @@ local function parse_args(argv)
     luajit = false, suite = true, timeout_factor = 3,
     out = "bench/mutation.md", dir = "build/mutate",
     equivalent = "mk/mutate/equivalent.txt", cover = "mk/mutate/cover.lua",
+    history = "mk/mutate/campaigns.md",
   }
   for _, a in ipairs(argv) do
     local k, v = a:match("^%-%-([%w-]+)=(.*)$")
@@ -150,6 +153,7 @@ local function parse_args(argv)
     elseif k == "out" then o.out = v
     elseif k == "dir" then o.dir = v
     elseif k == "equivalent" then o.equivalent = v
+    elseif k == "history" then o.history = v
     elseif k == "cover" then o.cover = v
     else
       error("mutate: unknown argument " .. a, 0)
@@ -417,6 +421,15 @@ local function write_report(ctx)
   add("Written by `make mutate` (mk/mutate/mutate.lua); see mk/mutate.mk for the knobs. " ..
       "A development tool: not part of `make test` or CI.")
   add()
+  -- a run sees only its own sample: the rates before and after each
+  -- round of new specs live in a file kept by hand, shown with every report
+  local history = o.history and read_file(o.history)
+  if history and history:find("%S") then
+    add((history:gsub("%s+$", "")))
+    add()
+    add("## This run")
+    add()
+  end
   local opsdesc = "all"
   if o.ops then
     local names = {}
@@ -565,6 +578,7 @@ local function rerender(o)
   local ctx = chunk()
   ctx.root = capture("pwd"):gsub("\n$", "")
   ctx.opts.out = o.out
+  ctx.opts.history = o.history
   local eq = plan.parse_equivalent(read_file(o.equivalent) or "", o.equivalent)
   local n = 0
   for _, f in ipairs(ctx.files) do
