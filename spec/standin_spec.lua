@@ -876,7 +876,7 @@ describe("standin server", function()
       assert.are.same({}, st.arrivals)
       chat(simple_body())
       curl { path = "/models" }
-      st = srv:stats()
+      st = srv:idle_stats()
       assert.are.equal(1, st.chat_requests)
       assert.are.equal(1, st.models_requests)
       assert.are.equal(1, #st.arrivals)
@@ -1237,16 +1237,6 @@ describe("standin server", function()
         assert.is_true(read_stream(r.body).done)
       end)
 
-      -- The record is marked before the handler thread gives its slot back.
-      local function wait_idle()
-        local st = srv:stats()
-        for _ = 1, 200 do
-          if st.in_flight == 0 then break end
-          socket.sleep(0.05)
-          st = srv:stats()
-        end
-        return st
-      end
 
       local function wait_gone(model)
         for _ = 1, 200 do
@@ -1271,7 +1261,7 @@ describe("standin server", function()
         local rec = wait_gone(model)
         assert.is_truthy(rec, "the stand-in did not notice the client leaving")
         -- the slot was given back: nothing is in flight any more
-        local stats = wait_idle()
+        local stats = srv:idle_stats()
         assert.are.equal(0, stats.in_flight)
         assert.are.equal(before + 2, stats.chat_requests)
 
@@ -1293,7 +1283,7 @@ describe("standin server", function()
         c:close()
         assert.is_truthy(wait_gone(model), "the stand-in did not notice the client leaving a stream")
         assert.are.equal(200, (chat(simple_body(fm("after", "ok")))))
-        assert.are.equal(0, wait_idle().in_flight)
+        assert.are.equal(0, srv:idle_stats().in_flight)
       end)
     end)
   end)
@@ -1753,7 +1743,7 @@ describe("standin server", function()
       local n = 220
       local counts = parallel(srv.base_url, n, standin.scenario_model("conc", "ok+delay=1500"), KEY)
       assert.are.equal(n, counts["200"], cjson.encode(counts))
-      local st = srv:stats()
+      local st = srv:idle_stats()
       assert.are.equal(n, st.chat_requests)
       assert.is_true(st.max_in_flight >= 150, "max_in_flight " .. st.max_in_flight)
       assert.is_true(st.connections >= n)

@@ -137,7 +137,7 @@ function M.run(N)
   local dt = socket.gettime() - t0
   settle()
   local rss1, fd1, sock1 = rss_kib(), fds()
-  local in_flight = srv:stats().in_flight
+  local in_flight = srv:idle_stats(5).in_flight
   srv:stop()
   fx.rm(dir)
   return { n = N, warm = warm, seconds = dt, rss0 = rss0, rss1 = rss1, fd0 = fd0, fd1 = fd1,

@@ -5,6 +5,7 @@
 --   local srv = standin.start{ key = "sk-standin-test", max_concurrent = nil }
 --   srv.port, srv.base_url, srv.key, srv.pid
 --   srv:scenario(name) ; srv:requests(scenario_or_nil) ; srv:stats() ; srv:reset()
+--   srv:idle_stats([timeout]) (stats once nothing is in flight)
 --   srv:stop()                                   -- idempotent
 --   standin.scenario_model("retry", "429", "ok") -- "fault/retry-<unique>/429,ok"
 --   standin.scenario_name(model)                 -- scenario part of a fault model
@@ -199,6 +200,19 @@ end
 function Server:stats()
   local s, b = self:get("/_standin/stats")
   return decode_or_error("stats", s, b)
+end
+
+--- stats() once nothing is in flight (at most `timeout` s, default 10):
+-- a client has its whole answer a moment before the handler thread gives
+-- its slot back, so in_flight read right after an answer may still be 1.
+function Server:idle_stats(timeout)
+  local deadline = socket.gettime() + (timeout or 10)
+  local st = self:stats()
+  while st.in_flight ~= 0 and socket.gettime() < deadline do
+    socket.sleep(0.02)
+    st = self:stats()
+  end
+  return st
 end
 
 --- A control of the Batch and Files side (standin_batch.py): "config",
