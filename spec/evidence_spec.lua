@@ -57,6 +57,17 @@ describe("qwenvl.evidence", function()
       if cjson.empty_array_mt then
         assert.are.equal("[]", enc(setmetatable({}, cjson.empty_array_mt)))
       end
+      -- OpenResty's cjson marks decoded arrays with cjson.array_mt (Debian's
+      -- has none: lend it one); any other metatable says nothing
+      local had = cjson.array_mt
+      cjson.array_mt = had or {}
+      local ok, err = pcall(function()
+        assert.are.equal("[]", enc(setmetatable({}, cjson.array_mt)))
+        assert.are.equal("{}", enc(setmetatable({}, {})))
+        assert.are.equal('{"a":1}', enc(setmetatable({ a = 1 }, {})))
+      end)
+      cjson.array_mt = had
+      assert(ok, err)
       -- not a sequence: an object with the keys as strings
       assert.are.equal('{"1":"a","3":"c"}', enc({ [1] = "a", [3] = "c" }))
       assert.are.equal('{"0":"z","1":"a"}', enc({ [0] = "z", [1] = "a" }))
