@@ -424,6 +424,7 @@ static void test_retry(void) {
   CHECK_NEAR(qv_retry_after_ms_parse(" 250 ", 5), 0.25);
   CHECK_NEAR(qv_retry_after_ms_parse("0.5", 3), 0.0005);
   CHECK_NEAR(qv_retry_after_ms_parse("99999999999999999999", 20), 1e9);
+  CHECK(qv_retry_after_ms_parse("0", 1) == 0);            /* "now" is a hint too */
   CHECK(qv_retry_after_ms_parse("-5", 2) == -1);
   CHECK(qv_retry_after_ms_parse("", 0) == -1);
   CHECK(qv_retry_after_ms_parse("5ms", 3) == -1);
