@@ -786,6 +786,7 @@ static void test_image_probe(void) {
   CHECK_STR(probe_err(webp_vp8l, 24), trunc);
   CHECK_STR(probe_err(webp_vp8x, 29), trunc);
   CHECK_STR(probe_err(webp_vp8x, 12), trunc);
+  CHECK(probe_is(bmp, 26, QV_FMT_BMP, 16, 8));   /* the size fields end at 26 */
   CHECK_STR(probe_err(bmp, 25), trunc);
   CHECK_STR(probe_err(bmp, 2), trunc);
   CHECK_STR(probe_err(tiff_le, 7), trunc);
