@@ -56,6 +56,19 @@ describe("qwenvl.http", function()
     assert.are.equal(1, err.attempts)
   end)
 
+  it("only a 2xx body is downloaded: a 300 leaves no file", function()
+    local standin = require("spec.support.standin")
+    local dest = env.dir .. "/three-hundred.json"
+    local res, err = qwenvl.http(conn {
+      method = "POST", path = "/chat/completions", download = dest,
+      json = { model = standin.scenario_model("s300", "404+status=300"),
+               messages = { { role = "user", content = "hi" } } },
+    })
+    assert.is_nil(res)
+    assert.are.equal(300, err.status)
+    assert.is_nil(io.open(dest, "rb"))
+  end)
+
   it("a refused answer writes no download file", function()
     local dest = env.dir .. "/missing.jsonl"
     local id = upload(LINE).json.id          -- not an output file: refused
