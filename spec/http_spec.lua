@@ -56,7 +56,7 @@ describe("qwenvl.http", function()
     assert.are.equal(1, err.attempts)
   end)
 
-  it("only a 2xx body is downloaded: a 300 leaves no file", function()
+  it("only a 2xx body is downloaded: a 300 is not written to the path", function()
     local standin = require("spec.support.standin")
     local dest = env.dir .. "/three-hundred.json"
     local res, err = qwenvl.http(conn {
