@@ -56,6 +56,19 @@ describe("qwenvl.http", function()
     assert.are.equal(1, err.attempts)
   end)
 
+  it("a large download that cannot be written fails at the first write, naming the file", function()
+    -- past stdio's buffer the first fwrite itself fails (not only fclose)
+    local standin = require("spec.support.standin")
+    local res, err = qwenvl.http(conn {
+      method = "POST", path = "/chat/completions", download = "/dev/full",
+      json = { model = standin.scenario_model("big", "oversize=100000"),
+               messages = { { role = "user", content = "hi" } } },
+    })
+    assert.is_nil(res)
+    assert.are.equal("cannot write the download to /dev/full", err.message)
+    assert.is_false(err.retryable)
+  end)
+
   it("only a 2xx body is downloaded: a 300 is not written to the path", function()
     local standin = require("spec.support.standin")
     local dest = env.dir .. "/three-hundred.json"
