@@ -263,6 +263,20 @@ describe("qwenvl.schema", function()
   end)
 
   describe("input handling", function()
+    it("an error raised during validation (the interpreter's interrupt) propagates, never a verdict", function()
+      -- lua.c's Ctrl-C handler raises "interrupted!" from a count hook;
+      -- the validator's own stop is caught, anything else must go through
+      local items = {}
+      for i = 1, 2000 do items[i] = { a = i } end
+      local s = { type = "array", items = { type = "object", properties = { a = { type = "number" } } } }
+      if jit then jit.off() end                -- hooks do not run inside traces
+      debug.sethook(function() debug.sethook(); error("interrupted!") end, "", 5000)
+      local ok, err = pcall(schema.validate, items, s)
+      debug.sethook()
+      if jit then jit.on() end
+      assert.is_false(ok)
+      assert.matches("interrupted!", tostring(err))
+    end)
     it("rejects a schema that is not JSON", function()
       local ok, errs = schema.validate({}, "{not json")
       assert.is_false(ok)
