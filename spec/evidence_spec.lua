@@ -348,5 +348,12 @@ io.write(ev.encode(ev.redact({ note = "key abcd and abc and abcde" })))
       assert.is_true(evidence.check_file(dir .. "/new/dir/file.json"))
       assert.are.same({}, names(dir .. "/new/dir"))
     end)
+
+    it("check_dir('//') checks the root folder (slashes are not trimmed to nothing)", function()
+      local ok, err = evidence.check_dir("//")
+      if not ok then                         -- not root: the folder is named
+        assert.matches("cannot write records to /: ", err, 1, true)
+      end
+    end)
   end)
 end)
