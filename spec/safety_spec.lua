@@ -60,6 +60,16 @@ describe("safety", function()
       end
     end)
 
+    it("of an on_delta that raises on an answer that came whole (a server that does not stream)", function()
+      local model = standin.scenario_model("whole", "ok+nostream")
+      local _, err = qwenvl.chat(req { model = model, stream = true,
+                                       on_delta = function() error("no thanks", 0) end })
+      assert.equal("callback", err.code)
+      assert.equal("no thanks", err.message)
+      assert.equal(1, err.attempts)
+      assert.matches("attempts=1)", tostring(err), 1, true)
+    end)
+
     it("of a long error raised by on_delta, and of a server's long error message", function()
       local long = string.rep("long on_delta error ", 200)
       local _, err = qwenvl.chat(req { stream = true, on_delta = function() error(long, 0) end })
