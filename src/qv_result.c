@@ -277,6 +277,22 @@ static void set_partial(lua_State *L, qv_stream *s) {
   }
 }
 
+/* nil, err for an on_delta that raised (st.callback_error says why), with
+** the text that had arrived when s is given; -1. */
+static int callback_error(lua_State *L, const qv_call_outcome *out, int st,
+                          qv_stream *s, const qv_secrets *sec) {
+  const char *why;
+  lua_pushnil(L);
+  lua_getfield(L, st, "callback_error");
+  why = lua_tostring(L, -1);             /* anchored until the remove */
+  qv_error_push(L, "callback", why ? why : "on_delta raised an error");
+  lua_remove(L, -2);
+  qv_error_int(L, "attempts", out->attempts);
+  set_partial(L, s);
+  set_common(L, out, st, sec);
+  return -1;
+}
+
 /* ---- results --------------------------------------------------------------- */
 
 int qv_result_decode(lua_State *L, const char *body, size_t n) {
@@ -614,13 +630,7 @@ static int whole_as_delta(lua_State *L, const qv_call_outcome *out, int st,
   lua_pop(L, 2);
   if (qv_stream_emit(L, st, s, 1) == 0) return 0;
   lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_getfield(L, st, "callback_error");
-  qv_error_push(L, "callback", lua_tostring(L, -1));
-  lua_remove(L, -2);
-  qv_error_int(L, "attempts", out->attempts);
-  set_common(L, out, st, &p->secrets);
-  return -1;
+  return callback_error(L, out, st, NULL, &p->secrets);
 }
 
 /* A complete (non-stream) answer. Each object on the way is read in one
@@ -672,19 +682,11 @@ static int body_result(lua_State *L, const qv_call_outcome *out, int st,
 int qv_result_push(lua_State *L, const qv_call_outcome *out, int st,
                    qv_stream *s, qv_plan *p) {
   const qv_secrets *sec = &p->secrets;
-  int rc;
+  int rc, raised;
   lua_getfield(L, st, "callback_error");
-  if (!lua_isnil(L, -1)) {
-    const char *why = lua_tostring(L, -1);
-    lua_pushnil(L);
-    qv_error_push(L, "callback", why ? why : "on_delta raised an error");
-    qv_error_int(L, "attempts", out->attempts);
-    set_partial(L, s);
-    set_common(L, out, st, sec);
-    lua_remove(L, -3);
-    return -1;
-  }
+  raised = !lua_isnil(L, -1);
   lua_pop(L, 1);
+  if (raised) return callback_error(L, out, st, s, sec);
   if (out->end != QV_END_RESPONSE && out->end != QV_END_STREAM) {
     rc = transport_error(L, out, st, sec, p->call.timeout_s,
                          p->call.idle_timeout_s, p->call.max_response_bytes);
