@@ -12,8 +12,6 @@
 
 #define QV_FILE_MAX (64u << 20)     /* read limit for local images */
 
-#define sha256_hex qv_sys_sha256_hex
-
 size_t qv_image_in_url_len(const qv_image_in *im) {
   if (im->b64 != NULL)
     return strlen("data:;base64,") + strlen(qv_image_mime(im->format)) + im->b64_len;
@@ -91,7 +89,7 @@ static int shrink(lua_State *L, const char *f, qv_image_in *im,
   lua_pushboolean(L, ri.resized);
   lua_setfield(L, -2, "resized");
   if (!ri.resized) { qv_buf_free(&out); return 0; }
-  sha256_hex(im->bytes.data, im->bytes.len, sha);
+  qv_sys_sha256_hex(im->bytes.data, im->bytes.len, sha);
   set_str(L, "original_sha256", sha);
   qv_buf_free(&im->bytes);
   im->bytes = out;
@@ -173,7 +171,7 @@ static int one(lua_State *L, const char *f, const char *s, size_t n,
                          "would be %lu bytes, over DashScope's 10 MiB limit (pass "
                          "a URL or a smaller image)", f, (unsigned long)im->bytes.len,
                          (unsigned long)qv_image_in_url_len(im));
-  sha256_hex(im->bytes.data, im->bytes.len, sha);
+  qv_sys_sha256_hex(im->bytes.data, im->bytes.len, sha);
   set_str(L, "format", qv_image_name(info.format));
   set_int(L, "bytes", (lua_Integer)im->bytes.len);
   set_str(L, "sha256", sha);
