@@ -243,8 +243,8 @@ static int snapshot(lua_State *L, int req, const char *const *names) {
 }
 
 /* The named fields only (options tables may hold others): pushes the
-** copy; 0 always (kept to the rule). */
-static int snapshot_known(lua_State *L, int t, const char *const *names) {
+** copy. Cannot fail. */
+static void snapshot_known(lua_State *L, int t, const char *const *names) {
   int i, snap;
   lua_createtable(L, 0, 4);
   snap = lua_gettop(L);
@@ -253,7 +253,6 @@ static int snapshot_known(lua_State *L, int t, const char *const *names) {
     if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
     lua_setfield(L, snap, names[i]);
   }
-  return 0;
 }
 
 /* ---- transport, endpoint, key ------------------------------------------ */
@@ -362,7 +361,7 @@ static int resolve_options(lua_State *L, int idx, qv_buf *key, qv_target *t,
   memset(&x, 0, sizeof x);
   x.L = L;
   *proxy = NULL;
-  if (snapshot_known(L, qv_absindex(L, idx), names) < 0) return -1;
+  snapshot_known(L, qv_absindex(L, idx), names);
   x.snap = lua_gettop(L);
   if (get_str(&x, "api_key", &k, &kn, 512, WORD) < 0 ||
       get_str(&x, "region", &region, &n, 16, WORD) < 0 ||
