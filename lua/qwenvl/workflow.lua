@@ -225,13 +225,7 @@ function M.probe_cache_dir()
   return nil
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a") or ""
-  f:close()
-  return s
-end
+local function slurp(path) return evidence.read_file(path) or "" end
 
 -- The cache file of an endpoint and key: named by a hash of the endpoint
 -- and of what identifies the key without being it: the core's own
