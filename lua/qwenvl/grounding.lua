@@ -60,9 +60,7 @@ local function old_ocr(m)
     or m == "qwen-vl-ocr-1028" or m == "qwen-vl-ocr-0413" or m == "qwen-vl-ocr-0828"
 end
 
-local function is_ocr(m)
-  return m:match("^qwen%-vl%-ocr") or m:match("%-ocr$") or m:match("%-ocr%-") ~= nil
-end
+local is_ocr = require("qwenvl.ocr").is_ocr   -- one rule for what an OCR model is
 
 -- Defaults in tokens of grid x grid pixels: min 4, max 1280 (Qwen2.5-VL,
 -- documented 1,003,520 on the 28 grid; assumed the same token count on
